@@ -1,0 +1,36 @@
+"""`facelab data ...` / `python -m jobs.data ...`: make data in the challenge layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from facelab.formats import get_format
+from jobs.common import Task, command, emit
+
+app = typer.Typer(help="Make data in the challenge layouts.", no_args_is_help=True)
+
+
+@app.command()
+@command
+def synth(
+    task: Task,
+    out: Annotated[Path, typer.Option("--out", help="folder to write the data set into")],
+    n: Annotated[Optional[int], typer.Option("--n", min=1, help="size (rows, images, crowds or people; per format)")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Write a seeded synthetic data set in exactly TASK's challenge layout."""
+    kwargs = {"n": n} if n else {}
+    written = get_format(task).synthesize(out, seed=seed, **kwargs)
+    emit({"task": task, "out": str(written)})
+
+
+@app.callback()
+def _group() -> None:
+    """Make data in the challenge layouts."""
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,34 @@
+"""`facelab train` / `python -m jobs.train`: fit one config of a task and store the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from facelab import config as paths
+from facelab.cluster import connect
+from facelab.train import train as fit
+from jobs.common import Address, DataDir, SkipBad, Store, Task, command, emit, load_config
+
+
+@command
+def train(
+    task: Task,
+    data: DataDir,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML/JSON overrides of the task's default config")] = None,
+    store: Store = None,
+    promote: Annotated[bool, typer.Option("--promote", help="also promote the new run")] = False,
+    skip_bad: SkipBad = False,
+    address: Address = None,
+) -> None:
+    """Train TASK on the data folder with its default config (plus --config) and store the run."""
+    overrides = load_config(config)
+    connect(address)
+    run_id, metrics = fit(task, data, paths.store_uri(store), config=overrides, skip_bad=skip_bad, promote=promote)
+    emit({"task": task, "run_id": run_id, "promoted": promote, **metrics})
+
+
+if __name__ == "__main__":
+    typer.run(train)

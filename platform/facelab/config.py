@@ -1,0 +1,26 @@
+"""Where things live: the data root and the model store, overridable by flag or environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# platform/facelab/config.py -> the repository's parent holds shared/data in a checkout
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def data_root(override: str | os.PathLike | None = None) -> Path:
+    """Real data: --data-root, else $FACELAB_DATA_ROOT, else ../shared/data beside the repo."""
+    if override:
+        return Path(override)
+    if os.environ.get("FACELAB_DATA_ROOT"):
+        return Path(os.environ["FACELAB_DATA_ROOT"])
+    return _REPO.parent / "shared" / "data"
+
+
+def store_uri(override: str | None = None) -> str:
+    """The model store: --store, else $FACELAB_STORE, else ~/.facelab/store (a local path or any
+    pyarrow filesystem URI such as s3://bucket/facelab)."""
+    if override:
+        return override
+    return os.environ.get("FACELAB_STORE") or str(Path.home() / ".facelab" / "store")

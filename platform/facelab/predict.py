@@ -1,0 +1,42 @@
+"""Batch prediction and submissions: a Ray Data job over the test split with an actor pool."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from facelab.formats import write_bad_rows
+from facelab.store import ModelStore
+from facelab.tasks import Task, get_task
+
+
+def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None = None, batch_size: int = 256) -> pd.DataFrame:
+    """Run the task's batch predictor over a Dataset with a pool of actors (one model each);
+    rows come back in their input order (by `_row`)."""
+    actors = actors or max(1, min(4, (os.cpu_count() or 2) // 2))
+    predicted = dataset.map_batches(
+        task.predictor_class,
+        fn_constructor_kwargs={"model_dir": str(model_dir)},
+        batch_size=batch_size,
+        batch_format="numpy",
+        concurrency=actors,
+        num_cpus=1,
+    )
+    frame = predicted.to_pandas()
+    return frame.sort_values("_row").reset_index(drop=True) if "_row" in frame else frame
+
+
+def submit(task_name: str, data_dir: Path, out: Path, store_uri: str, *, run_id: str | None = None,
+           skip_bad: bool = False, actors: int | None = None) -> dict:
+    """`facelab submit`: the promoted (or given) run predicts the test split; the submission is
+    written in the challenge layout, and rejected rows go to `<out>.bad_rows.csv`."""
+    task = get_task(task_name)
+    run = ModelStore(store_uri).load(task.name, run_id)
+    read = task.format.read(Path(data_dir), task.submit_split, skip_bad=skip_bad)
+    predictions = predict_dataset(task, run.model_dir, read.dataset, actors=actors)
+    written = task.format.write_submission(task.predictions_frame(predictions), Path(out), data=Path(data_dir))
+    bad_file = write_bad_rows(read.bad, Path(f"{out}.bad_rows.csv"))
+    return {"submission": str(written), "run_id": run.run_id, "rows": len(predictions), "bad_rows": len(read.bad),
+            "bad_rows_file": str(bad_file) if bad_file else None}

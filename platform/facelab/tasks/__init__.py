@@ -1,0 +1,34 @@
+"""The task registry: jobs, tuning and serve look tasks up here by name."""
+
+from __future__ import annotations
+
+import importlib
+
+from facelab.errors import FacelabError
+from facelab.formats import FORMAT_NAMES
+from facelab.tasks.base import Task
+
+# Every task of the platform; the ones with a model are listed in _IMPLEMENTED.
+ALL_TASKS = (*FORMAT_NAMES, "detect", "verify", "gender", "age", "emotion", "synth")
+
+_IMPLEMENTED = {
+    "sentiment": "facelab.tasks.sentiment:SentimentTask",
+}
+
+
+def task_names() -> list[str]:
+    """Tasks that can be trained, tuned, served and submitted today."""
+    return list(_IMPLEMENTED)
+
+
+def get_task(name: str) -> Task:
+    if name not in _IMPLEMENTED:
+        if name in ALL_TASKS:
+            raise FacelabError(f"task '{name}' has its data format but no model yet; "
+                               f"trainable tasks: {', '.join(_IMPLEMENTED)}")
+        raise FacelabError(f"unknown task '{name}'; tasks: {', '.join(ALL_TASKS)}")
+    module, cls = _IMPLEMENTED[name].split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+__all__ = ["ALL_TASKS", "Task", "get_task", "task_names"]

@@ -1,0 +1,108 @@
+"""AI Blitz XIII sentiment (seed 000, section 1): negative / neutral / positive from 512-d embeddings.
+
+The seed's winner: SVC, polynomial kernel of degree 3, C=1, gamma "scale", l1-normalised inputs,
+refitted as a 10-fold CV ensemble on train+val. Tune searches SVC and LightGBM with RandomForest
+and KNN as baselines (tuning/spaces/sentiment.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from facelab import estimators, metrics, plots
+from facelab.formats import Read
+from facelab.formats.sentiment import DIM, LABELS
+from facelab.tasks.base import Task
+
+Embedding = list[float]
+
+
+class SentimentRequest(BaseModel):
+    """One embedding, or a batch of them, of exactly 512 finite numbers each."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+    embedding: list[float] | None = Field(None, min_length=DIM, max_length=DIM)
+    embeddings: list[list[float]] | None = Field(None, min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.embedding is None) == (self.embeddings is None):
+            raise ValueError("give exactly one of 'embedding' or 'embeddings'")
+        for vector in [self.embedding] if self.embedding is not None else self.embeddings:
+            if len(vector) != DIM:
+                raise ValueError(f"an embedding has {len(vector)} values, expected {DIM}")
+            if not np.isfinite(vector).all():
+                raise ValueError("embeddings must not contain NaN or infinity")
+        return self
+
+
+def matrix(read: Read) -> tuple[np.ndarray, np.ndarray]:
+    """A split as (X float32 [n, 512], y labels) for scikit-learn."""
+    frame = read.dataset.to_pandas()
+    return np.stack(frame["embedding"].to_numpy()).astype(np.float32), frame["label"].to_numpy()
+
+
+class SentimentPredictor:
+    """Batch predictor over `embedding` rows: label and per-class probabilities."""
+
+    def __init__(self, model_dir: str):
+        self.model = estimators.CVEnsemble.load(model_dir)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = np.stack(list(batch["embedding"])).astype(np.float32)
+        proba = self.model.predict_proba(x)
+        out = {"label": self.model.classes_[proba.argmax(1)]}
+        out.update({f"p_{c}": proba[:, i] for i, c in enumerate(self.model.classes_)})
+        if "_row" in batch:
+            out["_row"] = batch["_row"]
+        return out
+
+
+class SentimentTask(Task):
+    name = "sentiment"
+    seed = "000 AI Blitz XIII, 1: sentiment classification"
+    metric = "f1_weighted"
+    mode = "max"
+    default_config: ClassVar[dict] = {"model": "svc", "kernel": "poly", "degree": 3, "C": 1.0, "gamma": "scale",
+                                      "preprocess": "l1", "cv_folds": 5, "ensemble_folds": 10}
+    Request = SentimentRequest
+    predictor_class = SentimentPredictor
+
+    def trial_data(self, data: dict[str, Read]):
+        xs, ys = zip(*(matrix(data[s]) for s in self.fit_splits))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def evaluate_config(self, config: dict, data) -> dict[str, float]:
+        x, y = data
+        return estimators.cross_validate(config, x, y, folds=int(config.get("cv_folds", 5)))
+
+    def fit(self, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
+        x, y = self.trial_data(data)
+        ensemble, oof = estimators.fit_cv_ensemble(config, x, y, folds=int(config.get("ensemble_folds", 10)))
+        ensemble.save(model_dir)
+        (Path(model_dir) / "labels.json").write_text(json.dumps(list(LABELS)))
+        plots.confusion_matrix_png(y, oof, LABELS, Path(model_dir) / "confusion_matrix.png",
+                                   title="sentiment: out-of-fold predictions (train+val)")
+        return {f"cv_{k}": v for k, v in metrics.classification(list(y), list(oof)).items()}
+
+    def request_rows(self, request: SentimentRequest) -> tuple[list[dict], bool]:
+        if request.embedding is not None:
+            return [{"embedding": np.asarray(request.embedding, np.float32)}], False
+        return [{"embedding": np.asarray(e, np.float32)} for e in request.embeddings], True
+
+    def response(self, outputs: list[dict], batched: bool) -> dict:
+        shaped = [{"label": str(o["label"]), "probabilities": {c: float(o[f"p_{c}"]) for c in LABELS}} for o in outputs]
+        return {"predictions": shaped} if batched else shaped[0]
+
+    def demo_requests(self, data: Path) -> tuple[dict, dict]:
+        first = json.loads(pd.read_csv(Path(data) / "test.csv", nrows=1)["embeddings"][0])
+        return {"embedding": first}, {"embedding": first[:100]}
+
+    def predictions_frame(self, predictions: pd.DataFrame) -> pd.DataFrame:
+        return predictions[["_row", "label"]]

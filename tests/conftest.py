@@ -1,0 +1,42 @@
+"""Shared fixtures: one local Ray for the session, a data root, temp stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """An embedded local Ray shared by the whole test session."""
+    import ray
+
+    from facelab.cluster import connect
+
+    connect(None, quiet=True)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real data (../shared/data or FACELAB_DATA_ROOT); tests skip when it is absent."""
+    from facelab.config import data_root as root
+
+    path = root()
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path} (set FACELAB_DATA_ROOT)")
+    return path
+
+
+@pytest.fixture
+def store_uri(tmp_path) -> str:
+    return str(tmp_path / "store")
