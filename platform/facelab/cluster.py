@@ -23,7 +23,8 @@ def connect(address: str | None = None, *, quiet: bool = False, num_cpus: int | 
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+        # "local" always starts a fresh embedded Ray, never a stale `ray start` cluster on this machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
     if quiet:
         from ray.data import DataContext
 

@@ -59,6 +59,11 @@ class Format(ABC):
         """Write a small, seeded, learnable dataset in exactly the challenge layout."""
 
 
+def split_sizes(n: int, minimum: int = 2) -> dict[str, int]:
+    """Synthetic split sizes in the Blitz proportions: n train, 2n/5 val, 3n/5 test."""
+    return {"train": n, "val": max(n * 2 // 5, minimum), "test": max(n * 3 // 5, minimum)}
+
+
 def read_table(
     path: Path,
     required: Iterable[str],

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 from facelab import metrics
 from facelab.errors import BadRow, DataError, FieldError
 from facelab.formats import cartoon
-from facelab.formats.base import FILE, ROW, Format, Read, validated
+from facelab.formats.base import FILE, Format, ROW, Read, split_sizes, validated
 from facelab.formats.images import (ID, check_image, check_image_id, check_label, image_rows, join_submission,
                                     random_ids, save_jpeg, write_keyed_csv)
 
@@ -151,7 +151,7 @@ class MaskFormat(Format):
         n train images, about 2n/5 val and 3n/5 test (at least 2 each)."""
         rng = np.random.default_rng(seed)
         out = Path(out)
-        sizes = {"train": n, "val": max(n * 2 // 5, 2), "test": max(n * 3 // 5, 2)}
+        sizes = split_sizes(n)
         ids = random_ids(rng, sum(sizes.values()))
         for split, size in sizes.items():
             split_ids, ids = ids[:size], ids[size:]

@@ -8,7 +8,6 @@ written as sample_submission.csv (its rows, `label` filled).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -16,29 +15,15 @@ import pandas as pd
 
 from facelab import metrics
 from facelab.errors import BadRow, DataError, FieldError
-from facelab.formats.base import Format, Read, read_table, require_file, validated
+from facelab.formats.base import Format, Read, read_table, require_file, split_sizes, validated
+from facelab.formats.embeddings import parse_vector_text
 
 DIM = 512
 LABELS = ("negative", "neutral", "positive")
 
 
-def parse_embedding(text: str, dim: int = DIM) -> list[float]:
-    """The text of a Python list of floats, parsed as JSON (never eval)."""
-    try:
-        values = json.loads(text)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise FieldError("embeddings", f"not a list of numbers ({exc.__class__.__name__})") from None
-    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        raise FieldError("embeddings", "not a list of numbers")
-    if len(values) != dim:
-        raise FieldError("embeddings", f"has {len(values)} values, expected {dim}")
-    if not all(math.isfinite(v) for v in values):
-        raise FieldError("embeddings", "contains NaN or infinity")
-    return values
-
-
 def _check_row(record: dict, *, labelled: bool) -> None:
-    parse_embedding(record["embeddings"])
+    parse_vector_text(record["embeddings"], "embeddings", DIM)
     label = record.get("label", "")
     if labelled and label not in LABELS:
         raise FieldError("label", f"'{label}' is not one of {', '.join(LABELS)}")
@@ -114,7 +99,7 @@ class SentimentFormat(Format):
         latent_dim = 12
         mixing = rng.normal(0, 1, (latent_dim, DIM))
         centres = rng.normal(0, 1.25, (len(LABELS), 3, latent_dim))
-        sizes = {"train": n, "val": max(n * 2 // 5, 30), "test": max(n * 3 // 5, 30)}
+        sizes = split_sizes(n, minimum=30)
         for split, size in sizes.items():
             y = rng.choice(len(LABELS), size=size, p=[0.45, 0.2, 0.35])
             sub = rng.integers(0, 3, size=size)

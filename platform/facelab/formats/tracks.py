@@ -1,0 +1,326 @@
+"""MCS2019 video face recognition (VisionLabs): per-frame descriptors of face tracks.
+
+Files (train / test):
+- `train_df.csv` / `test_df.csv`: one row per frame (`crop_path,warp_path,person_id,video_id,
+  track_id,frame_id,bbox_*,x0..y4,is_val`; test has no person_id / is_val), row-aligned with
+- `train_df_descriptors.npy` / `test_descriptors.npy`: float32 (n_frames, 512), L2-normalised;
+- `train_df_track_order_df.csv` (`track_id,person_id`) / `track_order_df.csv` (`track_id`):
+  the tracks, in the order a submission must follow;
+- `train_gt_df.csv` + `train_gt_descriptors.npy`: reference descriptors per person.
+
+Read columns (one row per track, in track order): `_file`, `_row` (the track-order file and
+line), `track_id`, `person_id` ("" in test), `is_val` (bool; False in test), `frames`
+(float32 (n_frames, 512), in frame_id order). Bad frames (empty ids, a frame_id that is not an
+integer, a descriptor with NaN) are named by their line in the frames CSV; bad tracks (no
+frames, person_id disagreeing with its frames) by their line in the track order.
+
+Submission predictions: a DataFrame `track_id`, `descriptor` (512 floats); written as
+`agg_descriptors.npy`, float32 (n_tracks, 512), reordered to the track order of `data` (a data
+folder holding `track_order_df.csv`, or a track order CSV). Truth for `score`: a folder with
+`track_order_df.csv` (`track_id,person_id`), `gt_df.csv` (`person_id`, ...) and
+`gt_descriptors.npy`. Score: TPR at FPR 1e-6 / 1e-5 / 1e-4 of the L2 distance between every
+track and every reference (same person positive).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from facelab import metrics
+from facelab.errors import BadRow, DataError, FieldError
+from facelab.formats.base import Format, Read, read_table, validated
+from facelab.formats.embeddings import check_vector, l2_normalize, load_matrix, mapped, nonfinite_rows
+
+DIM = 512
+SUBMISSION = "agg_descriptors.npy"
+TRUTH = "test_truth"
+_TRUE, _FALSE = {"True", "true", "1", "1.0"}, {"False", "false", "0", "0.0"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    frames: str
+    descriptors: str
+    order: str
+    references: tuple[str, str]  # gt csv, gt npy
+
+
+LAYOUTS = {
+    "train": Layout("train_df.csv", "train_df_descriptors.npy", "train_df_track_order_df.csv",
+                    ("train_gt_df.csv", "train_gt_descriptors.npy")),
+    "test": Layout("test_df.csv", "test_descriptors.npy", "track_order_df.csv",
+                   (f"{TRUTH}/gt_df.csv", f"{TRUTH}/gt_descriptors.npy")),
+}
+
+
+def mean_baseline(frames: np.ndarray) -> np.ndarray:
+    """The challenge baseline: the mean of a track's frame descriptors, L2-normalised."""
+    return l2_normalize(np.asarray(frames, np.float32).mean(axis=0))
+
+
+def load_references(csv: Path, npy: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Reference descriptors and their person ids; any bad row is a DataError."""
+    table = read_table(csv, ["person_id"])
+    matrix = load_matrix(npy, rows=table.num_rows, rows_of=csv, dim=DIM)
+    people = np.array(table.column("person_id").to_pylist(), dtype=object)
+    empty = np.flatnonzero([not p.strip() for p in people])
+    if len(empty):
+        raise DataError(BadRow(str(csv), int(empty[0]) + 2, "person_id", "empty"))
+    bad = nonfinite_rows(matrix)
+    if len(bad):
+        raise DataError(BadRow(str(csv), int(bad[0]) + 2, "descriptor", f"row {bad[0]} of {npy} has NaN or infinity"))
+    return people, np.asarray(matrix, np.float32)
+
+
+def _check_frame(record: dict, npy: str, labelled: bool) -> None:
+    if not record["track_id"].strip():
+        raise FieldError("track_id", "empty")
+    try:
+        int(record["frame_id"])
+    except ValueError:
+        raise FieldError("frame_id", f"'{record['frame_id']}' is not an integer") from None
+    if labelled:
+        if not record["person_id"].strip():
+            raise FieldError("person_id", "empty")
+        if record["is_val"] not in _TRUE | _FALSE:
+            raise FieldError("is_val", f"'{record['is_val']}' is not True or False")
+    index = record["_row"] - 2
+    if not np.isfinite(mapped(npy)[index]).all():
+        raise FieldError("descriptor", f"row {index} of {npy} has NaN or infinity")
+
+
+def _check_track(record: dict, frames_csv: str, labelled: bool) -> None:
+    if not record["track_id"].strip():
+        raise FieldError("track_id", "empty")
+    if record["_duplicate"]:
+        raise FieldError("track_id", f"'{record['track_id']}' appears earlier in the track order")
+    if len(record["_frames"]) == 0:
+        raise FieldError("track_id", f"track '{record['track_id']}' has no frames in {frames_csv}")
+    if labelled:
+        if not record["person_id"].strip():
+            raise FieldError("person_id", "empty")
+        if record["_frame_people"] != record["person_id"]:
+            raise FieldError("person_id", f"'{record['person_id']}' but its frames in {frames_csv} "
+                                          f"say '{record['_frame_people']}'")
+        if record["_is_val"] not in ("True", "False"):
+            raise FieldError("is_val", f"its frames in {frames_csv} disagree on is_val")
+
+
+def _gather_frames(batch: pd.DataFrame, npy: str) -> pd.DataFrame:
+    matrix = mapped(npy)
+    out = pd.DataFrame({"_file": batch["_file"], "_row": batch["_row"], "track_id": batch["track_id"]})
+    out["person_id"] = batch["person_id"] if "person_id" in batch else ""
+    out["is_val"] = batch["_is_val"] == "True"
+    out["frames"] = [np.asarray(matrix[np.asarray(idx, np.int64)], np.float32) for idx in batch["_frames"]]
+    return out
+
+
+def _track_table(order: pa.Table, frames: pd.DataFrame, labelled: bool) -> pa.Table:
+    """The track order with each track's frame indices (frame_id order) and what its frames say."""
+    frames = frames.assign(_index=frames["_row"] - 2, _frame=frames["frame_id"].astype(int))
+    groups = frames.sort_values(["track_id", "_frame"]).groupby("track_id", sort=False)
+    indices = groups["_index"].apply(list).to_dict()
+    ids = order.column("track_id").to_pylist()
+    columns = {
+        "_frames": pa.array([indices.get(t, []) for t in ids], pa.list_(pa.int64())),
+        "_duplicate": pa.array(pd.Series(ids).duplicated().to_numpy()),
+        "_frame_people": pa.array([""] * len(ids), pa.string()),
+        "_is_val": pa.array(["False"] * len(ids), pa.string()),
+    }
+    if labelled:
+        people = groups["person_id"].agg(lambda s: "|".join(sorted(set(s)))).to_dict()
+        flags = frames["is_val"].map(lambda v: "True" if v in _TRUE else "False")
+        is_val = flags.groupby(frames["track_id"]).agg(lambda s: ",".join(sorted(set(s)))).to_dict()
+        columns["_frame_people"] = pa.array([people.get(t, "") for t in ids], pa.string())
+        columns["_is_val"] = pa.array([is_val.get(t, "False") for t in ids], pa.string())
+    for name, values in columns.items():
+        order = order.append_column(name, values)
+    return order
+
+
+class TracksFormat(Format):
+    task = "tracks"
+    splits = ("train", "test")
+    synthetic_truth = TRUTH
+
+    def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
+        import ray
+
+        if split not in LAYOUTS:
+            raise DataError(BadRow(str(root), 0, "-", f"unknown split '{split}' (have {', '.join(LAYOUTS)})"))
+        root, layout, labelled = Path(root).resolve(), LAYOUTS[split], split == "train"
+        frames_csv, npy = root / layout.frames, str(root / layout.descriptors)
+        ids = ["track_id", "person_id"] if labelled else ["track_id"]
+        frame_table = read_table(frames_csv, [*ids, "frame_id"] + (["is_val"] if labelled else []))
+        load_matrix(npy, rows=frame_table.num_rows, rows_of=frames_csv, dim=DIM)
+        frames = validated(ray.data.from_arrow(frame_table), lambda r: _check_frame(r, npy, labelled),
+                           skip_bad=skip_bad)
+        keep = [*ids, "frame_id", "_row"] + (["is_val"] if labelled else [])
+        good = frames.dataset.select_columns(keep).to_pandas()
+        tracks = _track_table(read_table(root / layout.order, ids), good, labelled)
+        read = validated(
+            ray.data.from_arrow(tracks),
+            lambda r: _check_track(r, str(frames_csv), labelled),
+            lambda b: _gather_frames(b, npy),
+            skip_bad=skip_bad,
+        )
+        return Read(read.dataset, frames.bad + read.bad)
+
+    def references(self, root: Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """(person ids, reference descriptors) of a split; test references live in test_truth/."""
+        csv, npy = LAYOUTS[split].references
+        return load_references(Path(root) / csv, Path(root) / npy)
+
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+        out = Path(out)
+        path = out if out.suffix == ".npy" else out / SUBMISSION
+        ids, vectors = list(predictions["track_id"]), list(predictions["descriptor"])
+        if data is not None:
+            order_path = Path(data) if Path(data).is_file() else Path(data) / LAYOUTS["test"].order
+            order = read_table(order_path, ["track_id"]).column("track_id").to_pylist()
+            position = {t: i for i, t in enumerate(ids)}
+            for i, track in enumerate(order):
+                if track not in position:
+                    raise DataError(BadRow(str(order_path), i + 2, "track_id", f"no descriptor for track '{track}'"))
+            ids, vectors = order, [vectors[position[t]] for t in order]
+        rows = []
+        for i, (track, vector) in enumerate(zip(ids, vectors)):
+            try:
+                rows.append(check_vector(vector, "descriptor", DIM))
+            except FieldError as exc:
+                raise DataError(BadRow("predictions", i + 1, exc.field, f"track '{track}': {exc.reason}")) from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.stack(rows).astype(np.float32) if rows else np.zeros((0, DIM), np.float32))
+        return path
+
+    def score(self, submission: Path, truth: Path) -> dict[str, float]:
+        truth, submission = Path(truth), Path(submission)
+        if submission.is_dir():
+            submission = submission / SUBMISSION
+        order_csv = truth / "track_order_df.csv"
+        order = read_table(order_csv, ["track_id", "person_id"])
+        people, references = load_references(truth / "gt_df.csv", truth / "gt_descriptors.npy")
+        tracks = load_matrix(submission, rows=order.num_rows, rows_of=order_csv, dim=DIM)
+        bad = nonfinite_rows(tracks)
+        if len(bad):
+            track = order.column("track_id")[int(bad[0])].as_py()
+            raise DataError(BadRow(str(submission), int(bad[0]) + 1, "descriptor",
+                                   f"track '{track}' has NaN or infinity"))
+        distances = metrics.pairwise_l2(np.asarray(tracks, np.float32), references)
+        same = np.array(order.column("person_id").to_pylist(), dtype=object)[:, None] == people[None, :]
+        return metrics.tpr_at_fpr(distances[same], distances[~same])
+
+    def synthesize(self, out: Path, *, n: int = 60, seed: int = 0) -> Path:
+        """Identities on a 200-d subspace of the 512-d unit sphere; 10-frame tracks.
+
+        Each person has a centre and 3 references near it; each track has its own offset
+        (pose, light) and per-frame noise. About 20% of frames are low quality: mostly noise
+        drawn towards one shared "blurry face" direction, so the plain mean of a track is pulled
+        towards other people's tracks and a quality-aware aggregation clearly beats it. `n`
+        people in train (20% of them is_val), n // 2 other people in test (truth in test_truth/).
+        """
+        rng = np.random.default_rng(seed)
+        out = Path(out)
+        (out / TRUTH).mkdir(parents=True, exist_ok=True)
+        world = _World(rng)
+        train = world.people(n, val_share=0.2)
+        test = world.people(max(n // 2, 4), val_share=0.0)
+        _write_split(out, LAYOUTS["train"], train, labelled=True, rng=rng)
+        test_order = _write_split(out, LAYOUTS["test"], test, labelled=False, rng=rng)
+        test_order.to_csv(out / TRUTH / "track_order_df.csv", index=False)
+        return out
+
+
+class _World:
+    """The synthetic embedding space: identity centres, references and track frames."""
+
+    latent, frames_per_track, references = 200, 10, 3
+    # noise norms relative to a unit identity centre; calibrated (n=60, seeds 0-2) so that on
+    # the test split TPR@1e-4 is ~0.45-0.71 for the mean baseline, ~0.57-0.85 when the
+    # low-quality frames are left out, 1.0 for the mean of the person's references, 0 at random
+    reference_noise, track_noise, frame_noise, bad_noise = 1.3, 1.5, 1.0, 0.5
+    bad_beta = 0.4  # per-track low-quality share ~ Beta(0.4, 1.6): mean 0.2, many clean tracks, some bad
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.basis = np.linalg.qr(rng.normal(size=(DIM, self.latent)))[0]  # 512 x 200, orthonormal
+        self.blurry = l2_normalize(rng.normal(size=self.latent))
+
+    def _noise(self, shape, scale: float) -> np.ndarray:
+        return self.rng.normal(0, scale / np.sqrt(self.latent), (*shape, self.latent))
+
+    def _embed(self, z: np.ndarray) -> np.ndarray:
+        full = z @ self.basis.T + self.rng.normal(0, 0.03 / np.sqrt(DIM), (*z.shape[:-1], DIM))
+        return l2_normalize(full)
+
+    def people(self, count: int, val_share: float) -> dict:
+        rng = self.rng
+        centres = l2_normalize(rng.normal(size=(count, self.latent)))
+        ids = [rng.bytes(16).hex() for _ in range(count)]
+        is_val = np.zeros(count, bool)
+        is_val[rng.permutation(count)[:int(np.ceil(count * val_share))]] = True
+        refs = self._embed(centres[:, None] + self._noise((count, self.references), self.reference_noise))
+        gt = pd.DataFrame({"person_id": np.repeat(ids, self.references),
+                           "person_img_id": [rng.bytes(16).hex() for _ in range(count * self.references)]})
+        frames, descriptors, order = [], [], []
+        for p in range(count):
+            for _ in range(rng.integers(2, 6)):
+                track, video = rng.bytes(16).hex(), rng.bytes(16).hex()
+                offset = self._noise((), self.track_noise)
+                bad = rng.random(self.frames_per_track) < rng.beta(self.bad_beta, 4 * self.bad_beta)
+                good_z = centres[p] + offset + self._noise((self.frames_per_track,), self.frame_noise)
+                bad_z = self.blurry + self._noise((self.frames_per_track,), self.bad_noise)
+                descriptors.append(self._embed(np.where(bad[:, None], bad_z, good_z)))
+                order.append({"track_id": track, "person_id": ids[p]})
+                frames += [{"person_id": ids[p], "video_id": video, "track_id": track, "frame_id": f,
+                            "is_val": bool(is_val[p])} for f in range(self.frames_per_track)]
+        return {"frames": pd.DataFrame(frames), "descriptors": np.concatenate(descriptors).astype(np.float32),
+                "order": pd.DataFrame(order), "gt": gt,
+                "gt_descriptors": refs.reshape(-1, DIM).astype(np.float32)}
+
+
+def _write_split(out: Path, layout: Layout, data: dict, *, labelled: bool, rng: np.random.Generator) -> pd.DataFrame:
+    """Write one split's files; returns its track order (with person ids)."""
+    frames, descriptors = data["frames"], data["descriptors"]
+    shuffle = rng.permutation(len(frames))  # the files need not list frames in track order
+    frames, descriptors = frames.iloc[shuffle].reset_index(drop=True), descriptors[shuffle]
+    names = [f"{t}/{f}" for t, f in zip(frames.track_id, frames.frame_id)]
+    geometry = _geometry(rng, len(frames))
+    frames = pd.concat([_image_paths(names, "crops", "warps"), frames, geometry], axis=1)
+    columns = ["crop_path", "warp_path", "person_id", "video_id", "track_id", "frame_id", *geometry.columns, "is_val"]
+    order = data["order"].sample(frac=1, random_state=int(rng.integers(1 << 31))).reset_index(drop=True)
+    gt = data["gt"]
+    gt = pd.concat([_image_paths(gt.person_img_id, "gt", "gt_warps"), gt, _geometry(rng, len(gt))], axis=1)
+    csv, npy = layout.references
+    if labelled:
+        frames[columns].to_csv(out / layout.frames, index=False)
+        order.to_csv(out / layout.order, index=False)
+    else:
+        frames[[c for c in columns if c not in ("person_id", "is_val")]].to_csv(out / layout.frames, index=False)
+        order[["track_id"]].to_csv(out / layout.order, index=False)
+    np.save(out / layout.descriptors, descriptors)
+    gt.to_csv(out / csv, index=False)
+    np.save(out / npy, data["gt_descriptors"])
+    return order
+
+
+def _image_paths(names, crops: str, warps: str) -> pd.DataFrame:
+    return pd.DataFrame({"crop_path": [f"{crops}/{n}.jpg" for n in names],
+                         "warp_path": [f"{warps}/{n}.jpg" for n in names]})
+
+
+def _geometry(rng: np.random.Generator, count: int) -> pd.DataFrame:
+    """Plausible face boxes and 5 landmarks (unused by the task, present in the files)."""
+    x, y = rng.integers(0, 1500, count), rng.integers(0, 800, count)
+    size = rng.integers(60, 220, count)
+    columns = {"bbox_x": x, "bbox_y": y, "bbox_w": size, "bbox_h": (size * 1.2).astype(int)}
+    anchors = [(0.3, 0.4), (0.7, 0.4), (0.5, 0.6), (0.35, 0.8), (0.65, 0.8)]
+    for k, (ax, ay) in enumerate(anchors):
+        columns[f"x{k}"] = np.round(x + ax * size + rng.normal(0, 2, count), 2)
+        columns[f"y{k}"] = np.round(y + ay * size * 1.2 + rng.normal(0, 2, count), 2)
+    return pd.DataFrame(columns)
