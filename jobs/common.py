@@ -38,6 +38,20 @@ def emit(result: dict) -> None:
     sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
 
 
+SERVE_CONFIG = Path(__file__).resolve().parents[1] / "serve" / "config.yaml"
+
+
+def serve_application(args: dict, config: Path = SERVE_CONFIG):
+    """Build the Serve application named by the config's `import_path`, as `serve run` does."""
+    import importlib
+
+    import yaml
+
+    import_path = yaml.safe_load(config.read_text())["applications"][0]["import_path"]
+    module, attr = import_path.split(":")
+    return getattr(importlib.import_module(module), attr)(args)
+
+
 def load_config(path: Optional[Path]) -> dict:
     """A YAML or JSON file of config overrides."""
     if path is None:

@@ -12,14 +12,13 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 
 from facelab.cluster import connect
 from facelab.formats import FORMAT_NAMES, get_format
 from facelab.predict import submit as write_submission
 from facelab.tasks import get_task, task_names
-from jobs.common import Address, command
+from jobs.common import Address, command, serve_application
 from tuning.runner import sweep
 
 
@@ -34,11 +33,9 @@ def _serve_and_query(store: str, tasks: list[str], data: Path) -> list[tuple[str
     import httpx
     from ray import serve
 
-    from serve.app import build_app  # the demo drives the whole platform, Serve included
-
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"store": store, "tasks": tasks}), name="facelab", route_prefix="/")
+    serve.run(serve_application({"store": store, "tasks": tasks}), name="facelab", route_prefix="/")
     rows = []
     try:
         for name in tasks:
@@ -67,16 +64,19 @@ def demo(
     table: list[tuple[str, str, str]] = []
     try:
         for name in FORMAT_NAMES:
-            typer.echo(f"[demo] synthetic {name} data")
-            get_format(name).synthesize(data / name, seed=0)
-            table.append((name, "synthetic data", str(data / name)))
+            typer.echo(f"[demo] synthetic {name} data, read back through Ray Data")
+            fmt = get_format(name)
+            fmt.synthesize(data / name, seed=0)
+            counts = {split: fmt.read(data / name, split) for split in fmt.splits}
+            table.append((name, "synthetic data: rows per split (bad)", ", ".join(
+                f"{split} {read.dataset.count()} ({len(read.bad)})" for split, read in counts.items())))
         for name in task_names():
             typer.echo(f"[demo] tune {name} ({samples} trials)")
-            result = sweep(name, data / name, store, samples=samples)
             task = get_task(name)
+            result = sweep(name, data / name, store, samples=samples)
             table.append((name, f"tune: best trial CV {task.metric}", f"{result[f'trial_{task.metric}']:.3f} ({result['best_config']['model']})"))
             typer.echo(f"[demo] submit {name}")
-            sub = write_submission(name, data / name, out / "submissions" / name / "submission", store)
+            sub = write_submission(name, data / name, out / "submissions" / name / task.format.submission_name, store)
             scores = task.format.score(Path(sub["submission"]), data / name / task.format.synthetic_truth)
             table.append((name, "submission: " + ", ".join(scores), ", ".join(f"{v:.3f}" for v in scores.values())))
         typer.echo("[demo] serve")

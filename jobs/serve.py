@@ -9,9 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from facelab.errors import FacelabError
-from jobs.common import Address, command
+from jobs.common import SERVE_CONFIG, Address, command
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "serve" / "config.yaml"
 
 
 @command
@@ -20,12 +19,11 @@ def serve(
     address: Address = None,
 ) -> None:
     """Deploy the facelab Serve application (`serve run CONFIG`) and block until Ctrl-C."""
-    config = config or DEFAULT_CONFIG
+    config = config or SERVE_CONFIG
     if not config.is_file():
         raise FacelabError(f"{config}: Serve config not found")
-    argv = ["serve", "run", str(config)]
-    if address:
-        argv += ["--address", address]
+    # like every facelab job: the given cluster, else $RAY_ADDRESS, else a fresh embedded local Ray
+    argv = ["serve", "run", str(config), "--address", address or os.environ.get("RAY_ADDRESS") or "local"]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.execvp("serve", argv)
 

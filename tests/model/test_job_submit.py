@@ -77,6 +77,10 @@ def two_node_cluster(tmp_path):
         for proc in reversed(procs):
             _stop(proc)
         log.close()
+        # a killed `ray start` leaves its address behind for later ray.init() calls to find
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and current.read_text().strip().endswith(f":{gcs}"):
+            current.unlink()
 
 
 @pytest.mark.slow

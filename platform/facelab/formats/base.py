@@ -41,6 +41,8 @@ class Format(ABC):
     splits: tuple[str, ...] = ("train", "val", "test")
     # where `synthesize` puts the labelled test truth that `score` takes, relative to its folder
     synthetic_truth: str | None = None
+    # the file (or folder) name a submission job writes by default
+    submission_name: str = "submission.csv"
 
     @abstractmethod
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:

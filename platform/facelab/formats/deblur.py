@@ -51,6 +51,7 @@ def blurred(image: np.ndarray, sigma: float) -> np.ndarray:
 class DeblurFormat(Format):
     task = "deblur"
     synthetic_truth = "test/original_truth"
+    submission_name = "submission"
 
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
         import ray

@@ -147,6 +147,7 @@ class TracksFormat(Format):
     task = "tracks"
     splits = ("train", "test")
     synthetic_truth = TRUTH
+    submission_name = SUBMISSION
 
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
         import ray

@@ -1,0 +1,52 @@
+"""The task registry contract, over every registered task, and the package layering."""
+
+import ast
+from pathlib import Path
+
+import optuna
+import pytest
+from pydantic import BaseModel
+
+from facelab.errors import FacelabError
+from facelab.formats import FORMAT_NAMES, get_format
+from facelab.tasks import ALL_TASKS, get_task, task_names
+from tuning import spaces
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", task_names())
+def test_task_contract(name):
+    task = get_task(name)
+    assert task.name == name and task.mode in ("max", "min") and task.seed
+    assert task.format.task == name
+    assert issubclass(task.Request, BaseModel) and callable(task.predictor_class)
+    space = spaces.for_task(name)
+    # the search space samples a config under Optuna, with no computation
+    trial = optuna.create_study().ask()
+    constants = space.space(trial)
+    assert trial.params and isinstance(constants, dict)
+    for point in getattr(space, "seed_points", []):
+        assert set(point) <= set(trial.params) | set(task.default_config) | set(constants) | {"gamma_value"}
+
+
+@pytest.mark.parametrize("name", sorted(set(ALL_TASKS) - set(task_names())))
+def test_unimplemented_tasks_say_so(name):
+    with pytest.raises(FacelabError, match="no model yet"):
+        get_task(name)
+
+
+@pytest.mark.parametrize("name", FORMAT_NAMES)
+def test_every_challenge_task_has_a_format(name):
+    assert get_format(name).task == name
+
+
+def test_layering():
+    """facelab imports nothing from jobs, tuning or serve; platform/ is no package."""
+    assert not (REPO / "platform" / "__init__.py").exists()
+    for path in (REPO / "platform" / "facelab").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for module in names:
+                assert module.split(".")[0] not in {"jobs", "tuning", "serve"}, f"{path} imports {module}"
