@@ -21,6 +21,7 @@ from facelab.formats import cartoon
 from facelab.formats.base import Format, Read, split_sizes, validated
 from facelab.formats.images import (ID, check_image, check_image_id, check_label, first_bad, image_rows,
                                     join_submission, random_ids, save_jpeg, write_keyed_csv)
+from facelab.progress import progress
 
 AGE_BINS = tuple(f"{lo}-{lo + 10}" for lo in range(0, 100, 10))
 SIZE = 512
@@ -88,7 +89,7 @@ class AgeBinsFormat(Format):
         for split, size in sizes.items():
             split_ids, ids = ids[:size], ids[size:]
             bins = rng.integers(0, len(AGE_BINS), size)
-            for image_id, b in zip(split_ids, bins):
+            for image_id, b in progress(zip(split_ids, bins), f"age-bins {split}", size):
                 image, _ = cartoon.portrait(rng, aged_face(rng, 10 * b + rng.uniform(0, 10)), SIZE, scale=0.27)
                 save_jpeg(image, out / split / f"{image_id}.jpg")
             noisy = np.where(rng.random(size) < 0.1, rng.integers(0, len(AGE_BINS), size), bins)

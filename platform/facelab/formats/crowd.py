@@ -23,6 +23,7 @@ from facelab.formats import cartoon
 from facelab.formats.base import Format, Read, validated
 from facelab.formats.images import (ID, check_image, first_bad, jpeg_names, join_submission, random_ids,
                                     save_jpeg, write_keyed_csv)
+from facelab.progress import progress
 
 GRID = 10
 TILE = 216
@@ -102,7 +103,7 @@ class CrowdFormat(Format):
         out = Path(out)
         answers = rng.integers(0, N_FACES, n)
         ids = random_ids(rng, n)
-        for image_id, answer in zip(ids, answers):
+        for image_id, answer in progress(zip(ids, answers), "crowds", len(ids)):
             faces = [cartoon.random_face(rng) for _ in range(N_FACES)]
             crowd = np.zeros((SIZE, SIZE, 3), np.uint8)
             for k, face in enumerate(faces):

@@ -24,6 +24,7 @@ from facelab.errors import BadRow, DataError, FieldError
 from facelab.formats import cartoon
 from facelab.formats.base import Format, Read, validated
 from facelab.formats.images import check_image, jpeg_names, load_rgb, random_ids, save_jpeg
+from facelab.progress import progress
 
 SYNTH_SIZE = 128
 TRUTH_FOLDER = "original_truth"
@@ -117,7 +118,7 @@ class DeblurFormat(Format):
         sizes = {"train": n, "val": max(n * 2 // 5, 2), "test": max(n * 3 // 5, 2)}
         ids = random_ids(rng, sum(sizes.values()))
         for split, size in sizes.items():
-            for image_id in ids[:size]:
+            for image_id in progress(ids[:size], f"deblur {split}"):
                 original = np.asarray(cartoon.portrait(rng, cartoon.random_face(rng), SYNTH_SIZE, scale=0.32,
                                                        jitter=0.08)[0])
                 blur = blurred(original, rng.uniform(0.8, 3.0)).astype(np.int16)

@@ -28,6 +28,7 @@ from facelab.formats import cartoon
 from facelab.formats.base import FILE, Format, ROW, Read, split_sizes, validated
 from facelab.formats.images import (ID, check_image, check_image_id, check_label, image_rows, join_submission,
                                     random_ids, save_jpeg, write_keyed_csv)
+from facelab.progress import progress
 
 MASK_TYPES = ("surgical", "N95", "KN95", "cloth")
 SIZE = 512
@@ -156,7 +157,7 @@ class MaskFormat(Format):
         for split, size in sizes.items():
             split_ids, ids = ids[:size], ids[size:]
             rows = []
-            for image_id in split_ids:
+            for image_id in progress(split_ids, f"mask {split}"):
                 kind = MASK_TYPES[rng.integers(len(MASK_TYPES))]
                 face = cartoon.random_face(rng, beard=False)
                 rx = float(rng.uniform(80, 160))

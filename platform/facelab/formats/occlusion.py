@@ -29,6 +29,7 @@ import pyarrow as pa
 from facelab import metrics
 from facelab.errors import BadRow, DataError, FieldError
 from facelab.formats.base import Format, Read, read_table, require_file, validated
+from facelab.progress import progress
 
 FILES = {"train": "train_100K.csv", "test": "test_students.csv"}
 IMAGES = "crops_100K"
@@ -186,7 +187,7 @@ class OcclusionFormat(Format):
         counter = 0
         for split, size in sizes.items():
             rows = []
-            for _ in range(size):
+            for _ in progress(range(size), f"occlusion {split}"):
                 counter += 1
                 name = _synthetic_name(rng, counter)
                 image, occlusion, gender = _draw_face(rng)

@@ -26,7 +26,7 @@ Embedding = list[float]
 class SentimentRequest(BaseModel):
     """One embedding, or a batch of them, of exactly 512 finite numbers each."""
 
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+    model_config = ConfigDict(extra="forbid")
     embedding: list[float] | None = Field(None, min_length=DIM, max_length=DIM)
     embeddings: list[list[float]] | None = Field(None, min_length=1, max_length=1024)
 
