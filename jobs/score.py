@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -16,9 +16,14 @@ def score(
     task: Task,
     submission: Annotated[Path, typer.Option("--submission", help="the submission file or folder")],
     truth: Annotated[Path, typer.Option("--truth", help="the labelled file/folder in the challenge's own layout")],
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="also save plots (e.g. confusion matrix) here")] = None,
 ) -> None:
     """Print one JSON object of the challenge's metrics for SUBMISSION against TRUTH."""
-    emit({"task": task, **get_format(task).score(submission, truth)})
+    fmt = get_format(task)
+    result = {"task": task, **fmt.score(submission, truth)}
+    if plots:
+        result["plots"] = [str(p) for p in fmt.plots(submission, truth, plots)]
+    emit(result)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,8 @@ def test_submission_and_score(synth, tmp_path):
     written = pd.read_csv(perfect)
     assert list(written.columns) == list(pd.read_csv(synth / "sample_submission.csv").columns)
     assert FMT.score(perfect, synth / "test_truth.csv") == {"f1_weighted": 1.0, "accuracy": 1.0}
+    (plot,) = FMT.plots(perfect, synth / "test_truth.csv", tmp_path / "plots")
+    assert plot.stat().st_size > 1000
     wrong = FMT.write_submission(truth[["label"]].assign(label="neutral"), tmp_path / "wrong.csv", data=synth)
     assert FMT.score(wrong, synth / "test_truth.csv")["accuracy"] == pytest.approx((truth["label"] == "neutral").mean())
 

@@ -56,6 +56,10 @@ class Format(ABC):
     def score(self, submission: Path, truth: Path) -> dict[str, float]:
         """Score a submission against the labelled truth in the challenge's own layout."""
 
+    def plots(self, submission: Path, truth: Path, out: Path) -> list[Path]:
+        """Pictures of a scored submission (confusion matrix, curves), written into `out`."""
+        return []
+
     @abstractmethod
     def synthesize(self, out: Path, *, n: int, seed: int) -> Path:
         """Write a small, seeded, learnable dataset in exactly the challenge layout."""

@@ -86,6 +86,14 @@ class SentimentFormat(Format):
             raise DataError(BadRow(str(submission), i + 2, "label", f"'{sub['label'][i]}' is not a label"))
         return metrics.classification(ref["label"].tolist(), sub["label"].tolist())
 
+    def plots(self, submission: Path, truth: Path, out: Path) -> list[Path]:
+        from facelab import plots
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        sub, ref = pd.read_csv(submission), pd.read_csv(truth)
+        return [plots.confusion_matrix_png(ref["label"], sub["label"], LABELS, Path(out) / "confusion_matrix.png",
+                                           title=f"sentiment: {Path(submission).name}")]
+
     def synthesize(self, out: Path, *, n: int = 1000, seed: int = 0) -> Path:
         """Three overlapping, non-linearly separable classes in a ReLU-like 512-d space.
 
