@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from facelab import config as paths
+from facelab.errors import FacelabError
 from facelab.store import ModelStore
 from jobs.common import Store, Task, command, emit
 
@@ -28,7 +29,7 @@ def runs(task: Task, store: Store = None) -> None:
     model_store = ModelStore(paths.store_uri(store))
     try:
         winner = model_store.promoted(task)
-    except Exception:
+    except FacelabError:
         winner = None
     emit({"task": task, "promoted": winner, "runs": [
         {"run_id": m["run_id"], "created": m["created"], "metrics": m["metrics"], "model": m["config"].get("model")}

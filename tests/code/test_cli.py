@@ -49,3 +49,20 @@ def test_bad_config_file_is_reported(tmp_path):
     config.write_text("- not\n- a mapping\n")
     result = runner.invoke(app, ["train", "--task", "sentiment", "--data", str(tmp_path), "--config", str(config)])
     assert result.exit_code == 2
+
+
+def test_runs_lists_stored_runs_and_the_winner(tmp_path):
+    import json
+
+    from facelab.store import ModelStore
+
+    store = ModelStore(str(tmp_path / "store"))
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "w").write_text("x")
+    assert json.loads(runner.invoke(app, ["runs", "--task", "sentiment", "--store", store.uri]).output) == {
+        "task": "sentiment", "promoted": None, "runs": []}
+    run_id = store.save("sentiment", model, config={"model": "svc"}, metrics={"f1": 0.5}, data_fingerprint="d")
+    assert runner.invoke(app, ["promote", "--task", "sentiment", "--run", run_id, "--store", store.uri]).exit_code == 0
+    listed = json.loads(runner.invoke(app, ["runs", "--task", "sentiment", "--store", store.uri]).output)
+    assert listed["promoted"] == run_id and listed["runs"][0]["metrics"] == {"f1": 0.5}
