@@ -22,9 +22,6 @@ def synth(tmp_path_factory):
     return FMT.synthesize(tmp_path_factory.mktemp("fairface"), n=N, seed=2)
 
 
-def _copy(synth, tmp_path):
-    return shutil.copytree(synth, tmp_path / "data")
-
 
 def _labels(data, split="train"):
     return pd.read_csv(data / FILES[split], dtype=str, keep_default_na=False)
@@ -78,16 +75,16 @@ def test_synthesis_is_seeded(tmp_path):
     ("gender", "male", "'male' is not one of Male, Female"),
     ("race", "Asian", "'Asian' is not one of White"),
 ])
-def test_bad_label_names_file_row_field(synth, tmp_path, ray_local, column, value, reason):
-    data = _copy(synth, tmp_path)
+def test_bad_label_names_file_row_field(synth, tmp_path, ray_local, column, value, reason, data_copy):
+    data = data_copy
     _set_label(data, 4, column, value)
     with pytest.raises(DataError) as err:
         FMT.read(data, "train")
     assert str(err.value).startswith(f"{data / FILES['train']}: row 6: field '{column}': {reason}")
 
 
-def test_declared_race_vocabulary(synth, tmp_path, ray_local):
-    data = _copy(synth, tmp_path)
+def test_declared_race_vocabulary(synth, tmp_path, ray_local, data_copy):
+    data = data_copy
     utk = ["White", "Black", "Asian", "Indian", "Others"]
     frame = _labels(data).assign(race=lambda f: [utk[i % 5] for i in range(len(f))])
     frame.to_csv(data / FILES["train"], index=False)
@@ -107,8 +104,8 @@ def test_declared_race_vocabulary(synth, tmp_path, ray_local):
     (lambda t: t.assign(embedding=[np.where(np.arange(512) == 7, np.nan, v) if i == 2 else v
                                    for i, v in enumerate(t.embedding)]), "contains NaN or infinity"),
 ])
-def test_bad_embedding_then_skip_bad(synth, tmp_path, ray_local, update, reason):
-    data = _copy(synth, tmp_path)
+def test_bad_embedding_then_skip_bad(synth, tmp_path, ray_local, update, reason, data_copy):
+    data = data_copy
     _set_embeddings(data, update)
     with pytest.raises(DataError) as err:
         FMT.read(data, "train")
@@ -117,8 +114,8 @@ def test_bad_embedding_then_skip_bad(synth, tmp_path, ray_local, update, reason)
     assert read.dataset.count() == N - 1 and [(b.row, b.field) for b in read.bad] == [(4, "embedding")]
 
 
-def test_embeddings_csv_is_parsed_as_json(synth, tmp_path, ray_local):
-    data = _copy(synth, tmp_path)
+def test_embeddings_csv_is_parsed_as_json(synth, tmp_path, ray_local, data_copy):
+    data = data_copy
     table = pq.read_table(data / "embeddings.parquet").to_pandas()
     text = ["[" + ", ".join(repr(float(x)) for x in v) + "]" for v in table.embedding]
     text[5] = "__import__('os').system('true')"
@@ -130,8 +127,8 @@ def test_embeddings_csv_is_parsed_as_json(synth, tmp_path, ray_local):
     assert np.allclose(frame.embedding[0], table.embedding[0])
 
 
-def test_missing_column_and_duplicate_embedding(synth, tmp_path, ray_local):
-    data = _copy(synth, tmp_path)
+def test_missing_column_and_duplicate_embedding(synth, tmp_path, ray_local, data_copy):
+    data = data_copy
     _labels(data).drop(columns=["race"]).to_csv(data / FILES["train"], index=False)
     with pytest.raises(DataError, match="row 1: field 'race': missing column"):
         FMT.read(data, "train")

@@ -1,7 +1,6 @@
 """Face occlusion layout: space-delimited CSVs over image crops, NaN labels, the fairness score."""
 
 import math
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -20,9 +19,6 @@ N = 24
 def synth(tmp_path_factory):
     return FMT.synthesize(tmp_path_factory.mktemp("occlusion"), n=N, seed=1)
 
-
-def _copy(synth, tmp_path):
-    return shutil.copytree(synth, tmp_path / "data")
 
 
 def _train(data):
@@ -59,8 +55,8 @@ def test_synthesis_is_seeded(tmp_path):
     assert (a / FILES["train"]).read_text() == (b / FILES["train"]).read_text() != (c / FILES["train"]).read_text()
 
 
-def test_nan_labels_are_kept_then_dropped(synth, tmp_path, ray_local):
-    data = _copy(synth, tmp_path)
+def test_nan_labels_are_kept_then_dropped(synth, tmp_path, ray_local, data_copy):
+    data = data_copy
     frame = _train(data)
     frame.loc[1, "FaceOcclusion"] = ""
     frame.loc[4, "gender"] = "nan"
@@ -79,8 +75,8 @@ def test_nan_labels_are_kept_then_dropped(synth, tmp_path, ray_local):
     ("FaceOcclusion", "1.5", "1.5 is outside [0, 1]"),
     ("gender", "-0.2", "-0.2 is outside [0, 1]"),
 ])
-def test_bad_cell_names_file_row_field(synth, tmp_path, ray_local, column, value, reason):
-    data = _copy(synth, tmp_path)
+def test_bad_cell_names_file_row_field(synth, tmp_path, ray_local, column, value, reason, data_copy):
+    data = data_copy
     frame = _train(data)
     frame.loc[5, column] = value
     _write_train(data, frame)
@@ -89,8 +85,8 @@ def test_bad_cell_names_file_row_field(synth, tmp_path, ray_local, column, value
     assert str(err.value) == f"{data / FILES['train']}: row 7: field '{column}': {reason}"
 
 
-def test_missing_and_unreadable_images_then_skip_bad(synth, tmp_path, ray_local):
-    data = _copy(synth, tmp_path)
+def test_missing_and_unreadable_images_then_skip_bad(synth, tmp_path, ray_local, data_copy):
+    data = data_copy
     names = _train(data)["filename"]
     (data / IMAGES / names[2]).unlink()
     (data / IMAGES / names[9]).write_bytes(b"not a jpeg")
@@ -104,17 +100,17 @@ def test_missing_and_unreadable_images_then_skip_bad(synth, tmp_path, ray_local)
     assert "unreadable image" in read.bad[1].reason
 
 
-def test_missing_column(synth, tmp_path, ray_local):
-    data = _copy(synth, tmp_path)
+def test_missing_column(synth, tmp_path, ray_local, data_copy):
+    data = data_copy
     _write_train(data, _train(data).drop(columns=["gender"]))
     with pytest.raises(DataError, match="row 1: field 'gender': missing column"):
         FMT.read(data, "train")
 
 
-def test_test_split_with_or_without_empty_label_columns(synth, tmp_path, ray_local):
+def test_test_split_with_or_without_empty_label_columns(synth, tmp_path, ray_local, data_copy):
     frame = FMT.read(synth, "test").dataset.to_pandas()
     assert len(frame) == len(pd.read_csv(synth / FILES["test"])) and np.isnan(frame["occlusion"].to_numpy(float)).all()
-    data = _copy(synth, tmp_path)
+    data = data_copy
     test = pd.read_csv(data / FILES["test"]).assign(FaceOcclusion="", gender="")
     test.to_csv(data / FILES["test"], sep=" ", index=False)
     assert np.isnan(FMT.read(data, "test").dataset.to_pandas()["gender"].to_numpy(float)).all()

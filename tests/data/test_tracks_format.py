@@ -1,6 +1,5 @@
 """MCS2019 layout: frames CSV + row-aligned .npy, tracks in track order, TPR@FPR scoring."""
 
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -19,9 +18,6 @@ TRAIN = LAYOUTS["train"]
 def synth(tmp_path_factory):
     return FMT.synthesize(tmp_path_factory.mktemp("tracks"), n=10, seed=1)
 
-
-def _copy(synth, tmp_path):
-    return shutil.copytree(synth, tmp_path / "data")
 
 
 def _frames(data):
@@ -127,8 +123,8 @@ def test_hand_checked_score(tmp_path):
     assert distances[1, 0] == pytest.approx(np.sqrt(2 - np.sqrt(2)), abs=1e-6)
 
 
-def test_npy_csv_mismatch_and_wrong_dim(synth, tmp_path, ray_local):
-    data = _copy(synth, tmp_path)
+def test_npy_csv_mismatch_and_wrong_dim(synth, tmp_path, ray_local, data_copy):
+    data = data_copy
     matrix = np.load(data / TRAIN.descriptors)
     np.save(data / TRAIN.descriptors, matrix[:-1])
     with pytest.raises(DataError) as err:
@@ -141,8 +137,8 @@ def test_npy_csv_mismatch_and_wrong_dim(synth, tmp_path, ray_local):
         FMT.read(data, "train")
 
 
-def test_nan_frame_is_named_by_csv_row_and_skip_bad_keeps_the_rest(synth, tmp_path, ray_local):
-    data = _copy(synth, tmp_path)
+def test_nan_frame_is_named_by_csv_row_and_skip_bad_keeps_the_rest(synth, tmp_path, ray_local, data_copy):
+    data = data_copy
     matrix = np.load(data / TRAIN.descriptors)
     matrix[7, 3] = np.nan
     np.save(data / TRAIN.descriptors, matrix)
@@ -156,8 +152,8 @@ def test_nan_frame_is_named_by_csv_row_and_skip_bad_keeps_the_rest(synth, tmp_pa
     assert sizes[track] == 9 and sum(sizes.values()) == len(matrix) - 1
 
 
-def test_bad_ids_and_tracks(synth, tmp_path, ray_local):
-    data = _copy(synth, tmp_path)
+def test_bad_ids_and_tracks(synth, tmp_path, ray_local, data_copy):
+    data = data_copy
     frames = _frames(data)
     frames.loc[3, "frame_id"] = "x"
     frames.to_csv(data / TRAIN.frames, index=False)
@@ -173,8 +169,8 @@ def test_bad_ids_and_tracks(synth, tmp_path, ray_local):
     assert read.dataset.count() == len(order) - 2
 
 
-def test_missing_column(synth, tmp_path, ray_local):
-    data = _copy(synth, tmp_path)
+def test_missing_column(synth, tmp_path, ray_local, data_copy):
+    data = data_copy
     _frames(data).drop(columns=["frame_id"]).to_csv(data / TRAIN.frames, index=False)
     with pytest.raises(DataError, match="row 1: field 'frame_id': missing column"):
         FMT.read(data, "train")
