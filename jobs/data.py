@@ -27,6 +27,23 @@ def synth(
     emit({"task": task, "out": str(written)})
 
 
+@app.command()
+@command
+def convert(
+    task: Task,
+    out: Annotated[Path, typer.Option("--out", help="folder to write the challenge-layout data set into")],
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="real data (default $FACELAB_DATA_ROOT or ../shared/data)")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", min=1, help="size where the converter takes one (e.g. crowds)")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Build TASK's challenge layout from the real face data under the data root."""
+    from facelab import config
+    from facelab.converters import convert as run_converter
+
+    options = {"seed": seed, **({"n": n} if n else {})}
+    emit(run_converter(task, data_root or config.data_root(), out, **options))
+
+
 @app.callback()
 def _group() -> None:
     """Make data in the challenge layouts."""
