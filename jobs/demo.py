@@ -28,7 +28,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve_and_query(store: str, tasks: list[str], data: Path) -> list[tuple[str, str, str]]:
+def _serve_and_query(store: str, tasks: list[str], data: dict[str, Path]) -> list[tuple[str, str, str]]:
     """Deploy the Serve app on a free local port and send each task a good and a bad request."""
     import httpx
     from ray import serve
@@ -39,7 +39,7 @@ def _serve_and_query(store: str, tasks: list[str], data: Path) -> list[tuple[str
     rows = []
     try:
         for name in tasks:
-            good, bad = get_task(name).demo_requests(data / name)
+            good, bad = get_task(name).demo_requests(data[name])
             started = time.perf_counter()
             answer = httpx.post(f"http://127.0.0.1:{port}/{name}", json=good, timeout=60)
             took = time.perf_counter() - started
@@ -49,6 +49,10 @@ def _serve_and_query(store: str, tasks: list[str], data: Path) -> list[tuple[str
     finally:
         serve.shutdown()
     return rows
+
+
+def _summary(config: dict, keys: int = 3) -> str:
+    return ", ".join(f"{k}={v}" for k, v in list(config.items())[:keys])
 
 
 @command
@@ -70,17 +74,20 @@ def demo(
             counts = {split: fmt.read(data / name, split) for split in fmt.splits}
             table.append((name, "synthetic data: rows per split (bad)", ", ".join(
                 f"{split} {read.dataset.count()} ({len(read.bad)})" for split, read in counts.items())))
+        task_data = {}
         for name in task_names():
-            typer.echo(f"[demo] tune {name} ({samples} trials)")
             task = get_task(name)
-            result = sweep(name, data / name, store, samples=samples)
-            table.append((name, f"tune: best trial CV {task.metric}", f"{result[f'trial_{task.metric}']:.3f} ({result['best_config']['model']})"))
+            typer.echo(f"[demo] {name}: data")
+            task_data[name] = task.demo_data(data / "tasks" / name)
+            typer.echo(f"[demo] tune {name} ({samples} trials)")
+            result = sweep(name, task_data[name], store, samples=samples)
+            table.append((name, f"tune: best trial CV {task.metric}", f"{result[f'trial_{task.metric}']:.3f} ({_summary(result['best_config'])})"))
             typer.echo(f"[demo] submit {name}")
-            sub = write_submission(name, data / name, out / "submissions" / name / task.format.submission_name, store)
-            scores = task.format.score(Path(sub["submission"]), data / name / task.format.synthetic_truth)
+            sub = write_submission(name, task_data[name], out / "submissions" / name / task.format.submission_name, store)
+            scores = task.format.score(Path(sub["submission"]), task_data[name] / task.format.synthetic_truth)
             table.append((name, "submission: " + ", ".join(scores), ", ".join(f"{v:.3f}" for v in scores.values())))
         typer.echo("[demo] serve")
-        table += _serve_and_query(store, task_names(), data)
+        table += _serve_and_query(store, task_names(), task_data)
     finally:
         ray.shutdown()
     width = max(len(r[1]) for r in table)

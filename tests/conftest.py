@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+# Keep the Serve gallery of every test session out of the home folder.
+os.environ.setdefault("FACELAB_GALLERY", os.path.join(tempfile.mkdtemp(prefix="facelab-gallery-"), "gallery.sqlite"))
 
 REPO = Path(__file__).resolve().parents[1]
 

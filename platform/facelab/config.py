@@ -24,3 +24,18 @@ def store_uri(override: str | None = None) -> str:
     if override:
         return override
     return os.environ.get("FACELAB_STORE") or str(Path.home() / ".facelab" / "store")
+
+
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """Derived files facelab can rebuild (converted training layouts, ultralytics' config):
+    argument, else $FACELAB_CACHE, else ~/.cache/facelab. Never inside a user's data folder."""
+    if override:
+        return Path(override)
+    return Path(os.environ.get("FACELAB_CACHE") or Path.home() / ".cache" / "facelab")
+
+
+def gallery_path(override: str | os.PathLike | None = None) -> Path:
+    """The identification gallery's SQLite file: argument, else $FACELAB_GALLERY, else ~/.facelab/gallery.sqlite."""
+    if override:
+        return Path(override)
+    return Path(os.environ.get("FACELAB_GALLERY") or Path.home() / ".facelab" / "gallery.sqlite")

@@ -11,9 +11,12 @@ import base64
 import binascii
 import io
 import warnings
+from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 from PIL import Image
+from pydantic import Field
 
 from facelab.errors import FacelabError
 
@@ -75,3 +78,15 @@ def encode_png(image: np.ndarray) -> bytes:
 
 def to_base64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+# A request-schema field holding an image: base64 text in JSON; multipart files arrive as the same.
+ImageB64 = Annotated[str, Field(min_length=1, json_schema_extra={"format": "image", "contentEncoding": "base64"})]
+
+
+@dataclass(frozen=True)
+class Binary:
+    """A non-JSON response body (e.g. a PNG) returned by a task's `response`."""
+
+    media_type: str
+    data: bytes

@@ -60,6 +60,11 @@ class Task(ABC):
     def response(self, outputs: list[dict], batched: bool) -> dict:
         return {"predictions": outputs} if batched else outputs[0]
 
+    def demo_data(self, out: Path) -> Path:
+        """A small data set for `facelab demo` in the task's layout: synthetic by default; face tasks
+        that need real faces override it with a small conversion from the data root."""
+        return self.format.synthesize(Path(out), seed=0)
+
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
         """A valid and a malformed `POST /<name>` body made from the data folder (for the demo)."""
         raise NotImplementedError
