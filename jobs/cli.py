@@ -8,10 +8,15 @@ from __future__ import annotations
 import typer
 
 from jobs import data, demo, promote, score, serve, submit, train, tune
+from jobs import synth as synth_job
+from jobs.embed import embed
+from jobs.detect_bench import detect_bench
+from jobs.gallery import app as gallery_app
 
 app = typer.Typer(help="facelab: train, tune, serve and batch-run face analysis on Ray.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(data.app, name="data")
+app.add_typer(gallery_app, name="gallery")
 app.command()(train.train)
 app.command()(tune.tune)
 app.command()(promote.promote)
@@ -20,6 +25,9 @@ app.command()(submit.submit)
 app.command()(score.score)
 app.command()(serve.serve)
 app.command()(demo.demo)
+app.command(name="synth")(synth_job.synth)
+app.command()(embed)
+app.command(name="detect-bench")(detect_bench)
 
 
 def main() -> None:

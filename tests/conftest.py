@@ -13,6 +13,8 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 # Keep the Serve gallery of every test session out of the home folder.
 os.environ.setdefault("FACELAB_GALLERY", os.path.join(tempfile.mkdtemp(prefix="facelab-gallery-"), "gallery.sqlite"))
+# Face codes cached by facelab.face_codes: per test session, set before Ray starts so its workers see it too.
+os.environ.setdefault("FACELAB_CACHE", tempfile.mkdtemp(prefix="facelab-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 

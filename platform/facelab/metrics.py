@@ -56,6 +56,22 @@ def _average_precision(is_tp: np.ndarray, n_truth: int) -> float:
     return float(np.sum((recall[1:] - recall[:-1]) * precision[1:]))
 
 
+def _greedy_match(gts: dict[str, list], dets: Sequence[tuple[str, Sequence[float]]], iou_threshold: float) -> np.ndarray:
+    """VOC matching: each detection, best first, takes the unmatched truth box of its image with the
+    highest IoU >= threshold. `gts` maps image -> [[box, matched], ...] (marked in place)."""
+    is_tp = np.zeros(len(dets), dtype=bool)
+    for i, (image_id, box) in enumerate(dets):
+        best, best_iou = None, iou_threshold
+        for cand in gts.get(image_id, []):
+            overlap = iou(box, cand[0])
+            if not cand[1] and overlap >= best_iou:
+                best, best_iou = cand, overlap
+        if best is not None:
+            best[1] = True
+            is_tp[i] = True
+    return is_tp
+
+
 def detection_ap(
     truth: Sequence[tuple[str, Sequence[float], str]],
     pred: Sequence[tuple[str, Sequence[float], str, float]],
@@ -78,16 +94,7 @@ def detection_ap(
                 gts.setdefault(image_id, []).append([list(box), False])
         n_truth = sum(len(v) for v in gts.values())
         dets = sorted((p for p in pred if p[2] == label), key=lambda p: -p[3])
-        is_tp = np.zeros(len(dets), dtype=bool)
-        for i, (image_id, box, _, _) in enumerate(dets):
-            best, best_iou = None, iou_threshold
-            for cand in gts.get(image_id, []):
-                overlap = iou(box, cand[0])
-                if not cand[1] and overlap >= best_iou:
-                    best, best_iou = cand, overlap
-            if best is not None:
-                best[1] = True
-                is_tp[i] = True
+        is_tp = _greedy_match(gts, [(d[0], d[1]) for d in dets], iou_threshold)
         per_label[label] = _average_precision(is_tp, n_truth)
     out = {f"ap50_{k}": v for k, v in per_label.items()}
     out["ap50"] = float(np.mean(list(per_label.values()))) if per_label else float("nan")
@@ -97,6 +104,46 @@ def detection_ap(
             best_pred[p[0]] = p
     hits = [t[0] in best_pred and best_pred[t[0]][2] == t[2] for t in truth]
     out["type_accuracy"] = float(np.mean(hits)) if hits else float("nan")
+    return out
+
+
+def face_detection(
+    truth: dict[str, Sequence[Sequence[float]]],
+    pred: Sequence[tuple[str, Sequence[float], float]],
+    iou_threshold: float = 0.5,
+    truth_labels: dict[str, Sequence[str]] | None = None,
+) -> dict:
+    """Class-agnostic face detection at IoU >= threshold (VOC matching, all-point AP).
+
+    truth: image -> its boxes (every scored image is a key, also one with no faces); pred:
+    (image, box, score). Returns `ap50`, `precision`, `recall`, `f1` over all predictions,
+    the best F1 over score thresholds (`best_f1`, `best_threshold`), counts, `recall_<label>`
+    per truth label when `truth_labels` (image -> a label per box) is given, and the PR curve
+    (`curve`: recall, precision, score arrays, best score first).
+    """
+    unknown = sorted({p[0] for p in pred} - set(truth))
+    if unknown:
+        raise ValueError(f"predictions for images not in the truth: {unknown[:3]}")
+    gts = {image: [[list(box), False] for box in boxes] for image, boxes in truth.items()}
+    n_truth = sum(len(v) for v in gts.values())
+    dets = sorted(pred, key=lambda p: -p[2])
+    is_tp = _greedy_match(gts, [(d[0], d[1]) for d in dets], iou_threshold)
+    tp, scores = np.cumsum(is_tp), np.array([d[2] for d in dets], float)
+    recall = tp / max(n_truth, 1)
+    precision = tp / np.arange(1, len(dets) + 1)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    best = int(np.argmax(f1)) if len(dets) else None
+    out = {
+        "ap50": _average_precision(is_tp, n_truth), "precision": float(precision[-1]) if len(dets) else 0.0,
+        "recall": float(recall[-1]) if len(dets) else 0.0, "f1": float(f1[-1]) if len(dets) else 0.0,
+        "best_f1": float(f1[best]) if best is not None else 0.0,
+        "best_threshold": float(scores[best]) if best is not None else float("nan"),
+        "n_images": len(truth), "n_truth": n_truth, "n_pred": len(dets),
+    }
+    for label in sorted({lab for labels in (truth_labels or {}).values() for lab in labels}):
+        hits = [m for image, labels in truth_labels.items() for (_, m), lab in zip(gts[image], labels) if lab == label]
+        out[f"recall_{label}"] = float(np.mean(hits))
+    out["curve"] = {"recall": recall, "precision": precision, "score": scores}
     return out
 
 
@@ -119,6 +166,20 @@ def image_quality(restored: np.ndarray, original: np.ndarray) -> dict[str, float
     else:
         psnr = peak_signal_noise_ratio(original, restored, data_range=255)
     return {"ssim": float(ssim), "psnr": float(psnr)}
+
+
+def restoration(restored: Sequence[np.ndarray], blurred: Sequence[np.ndarray],
+                originals: Sequence[np.ndarray]) -> dict[str, float]:
+    """De-blurring over a set of images: mean SSIM and PSNR of the restored images against the
+    originals (`ssim`, `psnr`) and of the blurred inputs against them (`blur_ssim`,
+    `blur_psnr`: the do-nothing baseline a model has to beat)."""
+    if not len(restored) == len(blurred) == len(originals) > 0:
+        raise ValueError(f"need equal, non-zero counts: {len(restored)} restored, {len(blurred)} blurred, "
+                         f"{len(originals)} originals")
+    ours = [image_quality(r, o) for r, o in zip(restored, originals)]
+    base = [image_quality(b, o) for b, o in zip(blurred, originals)]
+    return {"ssim": float(np.mean([s["ssim"] for s in ours])), "psnr": float(np.mean([s["psnr"] for s in ours])),
+            "blur_ssim": float(np.mean([s["ssim"] for s in base])), "blur_psnr": float(np.mean([s["psnr"] for s in base]))}
 
 
 def occlusion_error(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -16,6 +16,15 @@ def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None 
     """Run the task's batch predictor over a Dataset with a pool of actors (one model each);
     rows come back in their input order (by `_row`)."""
     actors = actors or max(1, min(4, (os.cpu_count() or 2) // 2))
+    gpus = _gpus_for(task)
+    if gpus:  # one GPU per actor: no more actors than GPUs
+        actors = min(actors, gpus)
+    rows_per_call = getattr(task, "predict_batch_size", None)
+    if rows_per_call:
+        # heavy rows (a crowd is 101 face encodings): small batches in blocks of their own, so every
+        # actor gets work; materialized first, so the actors may hold every CPU without starving it
+        batch_size = rows_per_call
+        dataset = dataset.repartition(target_num_rows_per_block=rows_per_call).materialize()
     predicted = dataset.map_batches(
         task.predictor_class,
         fn_constructor_kwargs={"model_dir": str(model_dir)},
@@ -23,9 +32,17 @@ def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None 
         batch_format="numpy",
         concurrency=actors,
         num_cpus=1,
+        num_gpus=1 if gpus else None,
     )
     frame = predicted.to_pandas()
     return frame.sort_values("_row").reset_index(drop=True) if "_row" in frame else frame
+
+
+def _gpus_for(task: Task) -> int:
+    """GPUs for the predictor actors: the cluster's, for tasks whose models run on one."""
+    import ray
+
+    return int(ray.cluster_resources().get("GPU", 0)) if getattr(task, "predict_on_gpu", False) else 0
 
 
 def submit(task_name: str, data_dir: Path, out: Path, store_uri: str, *, run_id: str | None = None,

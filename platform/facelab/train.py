@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from facelab.errors import FacelabError
@@ -27,11 +28,13 @@ def fit_and_store(
     *,
     extra_files: dict[str, Path] | None = None,
     extra: dict | None = None,
+    fit: Callable[[dict, dict, Path], dict] | None = None,
 ) -> tuple[str, dict]:
-    """Fit `config` on already-read data, store model + manifest; returns (run_id, metrics)."""
+    """Fit `config` on already-read data, store model + manifest; returns (run_id, metrics).
+    `fit` replaces `task.fit` (e.g. a sweep promoting a trial's own checkpoint instead of refitting)."""
     with tempfile.TemporaryDirectory(prefix=f"facelab-{task.name}-") as tmp:
         model_dir = Path(tmp)
-        metrics = task.fit(config, data, model_dir)
+        metrics = (fit or task.fit)(config, data, model_dir)
         bad = [b for read in data.values() for b in read.bad]
         if bad:
             write_bad_rows(bad, model_dir / "bad_rows.csv")

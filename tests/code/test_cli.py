@@ -32,7 +32,12 @@ def test_unknown_task_is_a_one_line_error(tmp_path):
 
 
 def test_task_without_model_says_so(tmp_path):
-    result = runner.invoke(app, ["train", "--task", "mask", "--data", str(tmp_path)])
+    from facelab.tasks import ALL_TASKS, task_names
+
+    waiting = sorted(set(ALL_TASKS) - set(task_names()))
+    if not waiting:
+        pytest.skip("every task has a model")
+    result = runner.invoke(app, ["train", "--task", waiting[0], "--data", str(tmp_path)])
     assert result.exit_code == 2
     assert "no model yet" in result.output
 

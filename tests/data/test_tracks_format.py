@@ -46,7 +46,9 @@ def test_synthetic_layout(synth):
                                     *[f"{a}{k}" for k in range(5) for a in "xy"], "is_val"]
     matrix = np.load(synth / TRAIN.descriptors)
     assert matrix.dtype == np.float32 and matrix.shape == (len(frames), DIM)
-    assert np.allclose(np.linalg.norm(matrix, axis=1), 1, atol=1e-5)
+    norms = np.linalg.norm(matrix, axis=1)  # descriptors keep their norm: low = a low-quality frame
+    assert ((norms > 2.9) & (norms < 4.6) | (norms > 5.9) & (norms < 8.1)).all() and (norms < 5).any()
+    assert np.allclose(np.linalg.norm(np.load(synth / TRAIN.references[1]), axis=1), 1, atol=1e-5)
     assert frames.groupby("track_id").size().eq(10).all() and frames.is_val.any() and not frames.is_val.all()
     assert len(frames.person_id.iloc[0]) == 32
     assert list(pd.read_csv(synth / TRAIN.order).columns) == ["track_id", "person_id"]
@@ -183,7 +185,7 @@ def test_bad_submissions(synth, tmp_path):
         FMT.write_submission(pd.DataFrame({"track_id": order.track_id.drop(1), "descriptor": vectors[1:]}),
                              tmp_path / "a", data=synth)
     with pytest.raises(DataError, match="row 1: field 'descriptor': track .* has 10 values, expected 512"):
-        FMT.write_submission(pd.DataFrame({"track_id": ["t"], "descriptor": [np.ones(10)]}), tmp_path / "b")
+        FMT.write_submission(pd.DataFrame({"track_id": ["t"], "descriptor": [np.ones(10)]}), tmp_path / "b", data=synth)
     matrix = np.stack(vectors)
     matrix[2, 0] = np.nan
     np.save(tmp_path / "nan.npy", matrix)

@@ -15,6 +15,14 @@ from facelab.errors import FacelabError
 
 # task -> "module:function"; one module per converter.
 _CONVERTERS: dict[str, str] = {
+    "sentiment": "facelab.converters.sentiment:convert",
+    "fairface": "facelab.converters.fairface:convert",
+    "occlusion": "facelab.converters.occlusion:convert",
+    "age-bins": "facelab.converters.age_bins:convert",
+    "mask-voc": "facelab.converters.mask_voc:convert",
+    "crowd": "facelab.converters.crowd:convert",
+    "verify": "facelab.converters.verify:convert",
+    "deblur": "facelab.converters.deblur:convert",
 }
 
 

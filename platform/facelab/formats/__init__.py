@@ -19,6 +19,11 @@ _FORMATS = {
     "occlusion": "facelab.formats.occlusion:OcclusionFormat",
     "tracks": "facelab.formats.tracks:TracksFormat",
     "fairface": "facelab.formats.fairface:FairFaceFormat",
+    "detect": "facelab.formats.detect:DetectFormat",
+    "emotion": "facelab.formats.fer:FerFormat",
+    "synth": "facelab.formats.synth:SynthFormat",
+    "age-gender": "facelab.formats.utkface:UTKFaceFormat",
+    "verify": "facelab.formats.verify:VerifyFormat",
 }
 
 FORMAT_NAMES = tuple(_FORMATS)

@@ -78,6 +78,14 @@ class AgeBinsFormat(Format):
             first_bad(frame, ~frame["age"].isin(AGE_BINS), "age", lambda r: f"'{r['age']}' is not an age bin")
         return metrics.classification(ref["age"].tolist(), sub["age"].tolist())
 
+    def plots(self, submission: Path, truth: Path, out: Path) -> list[Path]:
+        from facelab import plots
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        sub, ref = join_submission(submission, truth, ["age"])
+        return [plots.confusion_matrix_png(ref["age"], sub["age"], AGE_BINS, Path(out) / "confusion_matrix.png",
+                                           title=f"age-bins: {Path(submission).name}")]
+
     def synthesize(self, out: Path, *, n: int = 200, seed: int = 0) -> Path:
         """512x512 cartoon faces whose age bin shows in hair greyness, forehead lines, balding,
         eye size and face length, all noisy; 10% of labels are replaced by a random bin.

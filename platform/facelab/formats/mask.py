@@ -51,11 +51,11 @@ def format_bbox(box) -> str:
     return "[" + ", ".join(str(int(round(float(v)))) for v in box) + "]"
 
 
-def _check_row(record: dict, *, labelled: bool) -> None:
+def _check_row(record: dict, *, labelled: bool, labels: tuple[str, ...] = MASK_TYPES) -> None:
     check_image_id(record[ID])
     if labelled:
         xmin, ymin, xmax, ymax = parse_bbox(record["bbox"])
-        check_label(record["masktype"], "masktype", MASK_TYPES)
+        check_label(record["masktype"], "masktype", labels)
         if not (xmin < xmax and ymin < ymax):
             raise FieldError("bbox", f"{record['bbox']} is empty (need xmin < xmax and ymin < ymax)")
     width, height = check_image(record["path"], ID)
@@ -118,15 +118,17 @@ class MaskFormat(Format):
     task = "mask"
     synthetic_truth = "test_truth.csv"
 
-    def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
+    def read(self, root: Path, split: str, *, skip_bad: bool = False, labels: tuple[str, ...] = MASK_TYPES) -> Read:
+        """`labels`: the allowed masktypes; another set (with several rows per image) is the
+        multi-face variant of the layout that the mask task also trains on (e.g. the VOC set)."""
         import ray
 
         labelled = split != "test"
         rows = image_rows(root, split, [ID, "bbox", "masktype"])
         if not labelled:  # the sample submission's placeholder boxes are not data
             rows = rows.drop(columns=[c for c in ("bbox", "masktype") if c in rows])
-        return validated(ray.data.from_pandas(rows), lambda r: _check_row(r, labelled=labelled), _parse_batch,
-                         skip_bad=skip_bad)
+        return validated(ray.data.from_pandas(rows), lambda r: _check_row(r, labelled=labelled, labels=labels),
+                         _parse_batch, skip_bad=skip_bad)
 
     def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
         if "confidence" in predictions:

@@ -3,23 +3,28 @@
 Files (train / test):
 - `train_df.csv` / `test_df.csv`: one row per frame (`crop_path,warp_path,person_id,video_id,
   track_id,frame_id,bbox_*,x0..y4,is_val`; test has no person_id / is_val), row-aligned with
-- `train_df_descriptors.npy` / `test_descriptors.npy`: float32 (n_frames, 512), L2-normalised;
+- `train_df_descriptors.npy` / `test_descriptors.npy`: float32 (n_frames, dim), 512-d and
+  L2-normalised in MCS2019; the dimension is taken from the data (128 for dlib encodings) and
+  norms are kept (un-normalised descriptors carry quality: a low norm is an uncertain frame);
 - `train_df_track_order_df.csv` (`track_id,person_id`) / `track_order_df.csv` (`track_id`):
   the tracks, in the order a submission must follow;
 - `train_gt_df.csv` + `train_gt_descriptors.npy`: reference descriptors per person.
 
 Read columns (one row per track, in track order): `_file`, `_row` (the track-order file and
 line), `track_id`, `person_id` ("" in test), `is_val` (bool; False in test), `frames`
-(float32 (n_frames, 512), in frame_id order). Bad frames (empty ids, a frame_id that is not an
+(float32 (n_frames, dim), in frame_id order). Bad frames (empty ids, a frame_id that is not an
 integer, a descriptor with NaN) are named by their line in the frames CSV; bad tracks (no
 frames, person_id disagreeing with its frames) by their line in the track order.
 
-Submission predictions: a DataFrame `track_id`, `descriptor` (512 floats); written as
-`agg_descriptors.npy`, float32 (n_tracks, 512), reordered to the track order of `data` (a data
-folder holding `track_order_df.csv`, or a track order CSV). Truth for `score`: a folder with
+Submission predictions: a DataFrame `track_id`, `descriptor` (dim floats: the dimension of the
+test descriptors of `data`, else of the first row); written as `agg_descriptors.npy`, float32
+(n_tracks, dim), reordered to the track order of `data` (a data folder holding
+`track_order_df.csv`, or a track order CSV). Truth for `score`: a folder with
 `track_order_df.csv` (`track_id,person_id`), `gt_df.csv` (`person_id`, ...) and
 `gt_descriptors.npy`. Score: TPR at FPR 1e-6 / 1e-5 / 1e-4 of the L2 distance between every
-track and every reference (same person positive).
+track and every reference (same person positive). `plots`: the ROC (log-scale FPR) of the
+submission and, when the truth folder sits in a data folder with the test frames, of the mean
+baseline on the same tracks.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from facelab.errors import BadRow, DataError, FieldError
 from facelab.formats.base import Format, Read, read_table, validated
 from facelab.formats.embeddings import check_vector, l2_normalize, load_matrix, mapped, nonfinite_rows
 
-DIM = 512
+DIM = 512  # MCS2019's descriptors; the synthetic generator's dimension
 SUBMISSION = "agg_descriptors.npy"
 TRUTH = "test_truth"
 _TRUE, _FALSE = {"True", "true", "1", "1.0"}, {"False", "false", "0", "0.0"}
@@ -59,14 +64,22 @@ LAYOUTS = {
 
 
 def mean_baseline(frames: np.ndarray) -> np.ndarray:
-    """The challenge baseline: the mean of a track's frame descriptors, L2-normalised."""
-    return l2_normalize(np.asarray(frames, np.float32).mean(axis=0))
+    """The challenge baseline: the mean of a track's unit frame descriptors, L2-normalised.
+
+    Frames are normalised first, as in the challenge's files, so the baseline never uses the
+    norm (quality) that un-normalised descriptors carry."""
+    return l2_normalize(l2_normalize(np.asarray(frames, np.float32)).mean(axis=0))
 
 
-def load_references(csv: Path, npy: Path) -> tuple[np.ndarray, np.ndarray]:
+def descriptor_dim(root: Path, split: str) -> int:
+    """The dimension of a split's frame descriptors (read from the `.npy` header)."""
+    return int(load_matrix(Path(root) / LAYOUTS[split].descriptors).shape[1])
+
+
+def load_references(csv: Path, npy: Path, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reference descriptors and their person ids; any bad row is a DataError."""
     table = read_table(csv, ["person_id"])
-    matrix = load_matrix(npy, rows=table.num_rows, rows_of=csv, dim=DIM)
+    matrix = load_matrix(npy, rows=table.num_rows, rows_of=csv, dim=dim)
     people = np.array(table.column("person_id").to_pylist(), dtype=object)
     empty = np.flatnonzero([not p.strip() for p in people])
     if len(empty):
@@ -158,7 +171,7 @@ class TracksFormat(Format):
         frames_csv, npy = root / layout.frames, str(root / layout.descriptors)
         ids = ["track_id", "person_id"] if labelled else ["track_id"]
         frame_table = read_table(frames_csv, [*ids, "frame_id"] + (["is_val"] if labelled else []))
-        load_matrix(npy, rows=frame_table.num_rows, rows_of=frames_csv, dim=DIM)
+        load_matrix(npy, rows=frame_table.num_rows, rows_of=frames_csv, dim=self._reference_dim(root, split))
         frames = validated(ray.data.from_arrow(frame_table), lambda r: _check_frame(r, npy, labelled),
                            skip_bad=skip_bad)
         keep = [*ids, "frame_id", "_row"] + (["is_val"] if labelled else [])
@@ -172,6 +185,12 @@ class TracksFormat(Format):
         )
         return Read(read.dataset, frames.bad + read.bad)
 
+    @staticmethod
+    def _reference_dim(root: Path, split: str) -> int | None:
+        """The references' dimension, which the frames must share (None when they are absent)."""
+        npy = Path(root) / LAYOUTS[split].references[1]
+        return int(load_matrix(npy).shape[1]) if npy.is_file() else None
+
     def references(self, root: Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         """(person ids, reference descriptors) of a split; test references live in test_truth/."""
         csv, npy = LAYOUTS[split].references
@@ -181,40 +200,66 @@ class TracksFormat(Format):
         out = Path(out)
         path = out if out.suffix == ".npy" else out / SUBMISSION
         ids, vectors = list(predictions["track_id"]), list(predictions["descriptor"])
+        folder = Path(data) if data is not None and Path(data).is_dir() else None
+        dim = descriptor_dim(folder, "test") if folder is not None and (folder / LAYOUTS["test"].descriptors).is_file() \
+            else (len(vectors[0]) if vectors else DIM)
+        checked = {}
+        for i, (track, vector) in enumerate(zip(ids, vectors)):
+            try:
+                checked[track] = check_vector(vector, "descriptor", dim)
+            except FieldError as exc:
+                raise DataError(BadRow("predictions", i + 1, exc.field, f"track '{track}': {exc.reason}")) from None
         if data is not None:
             order_path = Path(data) if Path(data).is_file() else Path(data) / LAYOUTS["test"].order
             order = read_table(order_path, ["track_id"]).column("track_id").to_pylist()
-            position = {t: i for i, t in enumerate(ids)}
             for i, track in enumerate(order):
-                if track not in position:
+                if track not in checked:
                     raise DataError(BadRow(str(order_path), i + 2, "track_id", f"no descriptor for track '{track}'"))
-            ids, vectors = order, [vectors[position[t]] for t in order]
-        rows = []
-        for i, (track, vector) in enumerate(zip(ids, vectors)):
-            try:
-                rows.append(check_vector(vector, "descriptor", DIM))
-            except FieldError as exc:
-                raise DataError(BadRow("predictions", i + 1, exc.field, f"track '{track}': {exc.reason}")) from None
+            ids = order
+        rows = [checked[t] for t in ids]
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, np.stack(rows).astype(np.float32) if rows else np.zeros((0, DIM), np.float32))
+        np.save(path, np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32))
         return path
 
     def score(self, submission: Path, truth: Path) -> dict[str, float]:
+        positive, negative = self.pair_distances(submission, truth)
+        return metrics.tpr_at_fpr(positive, negative)
+
+    def pair_distances(self, submission: Path, truth: Path) -> tuple[np.ndarray, np.ndarray]:
+        """L2 distances of the submission's same-person and other-person (track, reference) pairs."""
         truth, submission = Path(truth), Path(submission)
         if submission.is_dir():
             submission = submission / SUBMISSION
         order_csv = truth / "track_order_df.csv"
         order = read_table(order_csv, ["track_id", "person_id"])
         people, references = load_references(truth / "gt_df.csv", truth / "gt_descriptors.npy")
-        tracks = load_matrix(submission, rows=order.num_rows, rows_of=order_csv, dim=DIM)
+        tracks = load_matrix(submission, rows=order.num_rows, rows_of=order_csv, dim=references.shape[1])
         bad = nonfinite_rows(tracks)
         if len(bad):
             track = order.column("track_id")[int(bad[0])].as_py()
             raise DataError(BadRow(str(submission), int(bad[0]) + 1, "descriptor",
                                    f"track '{track}' has NaN or infinity"))
-        distances = metrics.pairwise_l2(np.asarray(tracks, np.float32), references)
-        same = np.array(order.column("person_id").to_pylist(), dtype=object)[:, None] == people[None, :]
-        return metrics.tpr_at_fpr(distances[same], distances[~same])
+        return split_pairs(np.asarray(tracks, np.float32), np.array(order.column("person_id").to_pylist(), dtype=object),
+                           references, people)
+
+    def plots(self, submission: Path, truth: Path, out: Path) -> list[Path]:
+        """ROC (log-scale FPR) of the submission, with the mean baseline's when the test frames are
+        beside the truth folder (the layout `synthesize` and the converters write)."""
+        from facelab import plots
+
+        curves = {"submission": self.pair_distances(submission, truth)}
+        data = Path(truth).parent
+        if (data / LAYOUTS["test"].frames).is_file() and (data / LAYOUTS["test"].descriptors).is_file():
+            baseline = self._baseline_submission(data, Path(out) / "baseline_agg_descriptors.npy")
+            curves["mean baseline"] = self.pair_distances(baseline, truth)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return [plots.roc_png(curves, Path(out) / "roc.png", title=f"tracks: {Path(submission).name}")]
+
+    def _baseline_submission(self, data: Path, path: Path) -> Path:
+        """The mean baseline's submission for the test tracks of `data` (numpy only, no Ray)."""
+        tracks = track_frames(data, "test")
+        frame = pd.DataFrame({"track_id": list(tracks), "descriptor": [mean_baseline(f) for f in tracks.values()]})
+        return self.write_submission(frame, path, data=data)
 
     def synthesize(self, out: Path, *, n: int = 60, seed: int = 0) -> Path:
         """Identities on a 200-d subspace of the 512-d unit sphere; 10-frame tracks.
@@ -222,8 +267,11 @@ class TracksFormat(Format):
         Each person has a centre and 3 references near it; each track has its own offset
         (pose, light) and per-frame noise. About 20% of frames are low quality: mostly noise
         drawn towards one shared "blurry face" direction, so the plain mean of a track is pulled
-        towards other people's tracks and a quality-aware aggregation clearly beats it. `n`
-        people in train (20% of them is_val), n // 2 other people in test (truth in test_truth/).
+        towards other people's tracks and a quality-aware aggregation clearly beats it. Frame
+        descriptors keep their norm, as the MCS2019 winner's re-run encoder did: good frames have
+        norms of about 6-8, low-quality ones about 3-4.5 (the seed's "norm as uncertainty");
+        references are unit vectors. `n` people in train (20% of them is_val), n // 2 other
+        people in test (truth in test_truth/).
         """
         rng = np.random.default_rng(seed)
         out = Path(out)
@@ -237,15 +285,36 @@ class TracksFormat(Format):
         return out
 
 
+def split_pairs(tracks: np.ndarray, track_people: np.ndarray, references: np.ndarray,
+                reference_people: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(same-person, other-person) L2 distances between aggregated tracks and references."""
+    distances = metrics.pairwise_l2(tracks, references)
+    same = np.asarray(track_people, dtype=object)[:, None] == np.asarray(reference_people, dtype=object)[None, :]
+    return distances[same], distances[~same]
+
+
+def track_frames(root: Path, split: str) -> dict[str, np.ndarray]:
+    """Each track's frames (frame_id order), in track order, straight from the files with pandas
+    (for small jobs such as a baseline plot; `read` is the checked, parallel reader)."""
+    layout = LAYOUTS[split]
+    frames = pd.read_csv(Path(root) / layout.frames, usecols=["track_id", "frame_id"], dtype={"track_id": str})
+    matrix = np.load(Path(root) / layout.descriptors, mmap_mode="r")
+    order = pd.read_csv(Path(root) / layout.order, usecols=["track_id"], dtype=str).track_id
+    frames = frames.assign(_index=np.arange(len(frames))).sort_values(["track_id", "frame_id"])
+    groups = frames.groupby("track_id", sort=False)["_index"].apply(np.asarray).to_dict()
+    return {t: np.asarray(matrix[groups[t]], np.float32) for t in order}
+
+
 class _World:
     """The synthetic embedding space: identity centres, references and track frames."""
 
     latent, frames_per_track, references = 200, 10, 3
-    # noise norms relative to a unit identity centre; calibrated (n=60, seeds 0-2) so that on
-    # the test split TPR@1e-4 is ~0.45-0.71 for the mean baseline, ~0.57-0.85 when the
+    # noise norms relative to a unit identity centre; calibrated (n=60, seeds 0-5) so that on
+    # the test split TPR@1e-4 is ~0.47-0.68 for the mean baseline, ~0.76-0.88 when the
     # low-quality frames are left out, 1.0 for the mean of the person's references, 0 at random
     reference_noise, track_noise, frame_noise, bad_noise = 1.3, 1.5, 1.0, 0.5
-    bad_beta = 0.4  # per-track low-quality share ~ Beta(0.4, 1.6): mean 0.2, many clean tracks, some bad
+    bad_share = (0.5, 1.0)  # per-track low-quality share ~ Beta(0.5, 1.0): mean 1/3, many clean tracks, some bad
+    good_norms, bad_norms = (6.0, 8.0), (3.0, 4.5)  # uniform ranges of the frames' descriptor norms
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
@@ -273,10 +342,11 @@ class _World:
             for _ in range(rng.integers(2, 6)):
                 track, video = rng.bytes(16).hex(), rng.bytes(16).hex()
                 offset = self._noise((), self.track_noise)
-                bad = rng.random(self.frames_per_track) < rng.beta(self.bad_beta, 4 * self.bad_beta)
+                bad = rng.random(self.frames_per_track) < rng.beta(*self.bad_share)
                 good_z = centres[p] + offset + self._noise((self.frames_per_track,), self.frame_noise)
                 bad_z = self.blurry + self._noise((self.frames_per_track,), self.bad_noise)
-                descriptors.append(self._embed(np.where(bad[:, None], bad_z, good_z)))
+                norms = np.where(bad, rng.uniform(*self.bad_norms, bad.shape), rng.uniform(*self.good_norms, bad.shape))
+                descriptors.append(self._embed(np.where(bad[:, None], bad_z, good_z)) * norms[:, None])
                 order.append({"track_id": track, "person_id": ids[p]})
                 frames += [{"person_id": ids[p], "video_id": video, "track_id": track, "frame_id": f,
                             "is_val": bool(is_val[p])} for f in range(self.frames_per_track)]

@@ -9,10 +9,21 @@ from facelab.formats import FORMAT_NAMES
 from facelab.tasks.base import Task
 
 # Every task of the platform; the ones with a model are listed in _IMPLEMENTED.
-ALL_TASKS = (*FORMAT_NAMES, "detect", "verify", "gender", "age", "emotion", "synth")
+# (HexaFace's age and gender are one task, "age-gender", listed by its format.)
+ALL_TASKS = (*FORMAT_NAMES, "detect", "verify", "emotion", "synth")
 
 _IMPLEMENTED = {
     "sentiment": "facelab.tasks.sentiment:SentimentTask",
+    "detect": "facelab.tasks.detect:DetectTask",
+    "crowd": "facelab.tasks.crowd:CrowdTask",
+    "emotion": "facelab.tasks.emotion:EmotionTask",
+    "synth": "facelab.tasks.synth:SynthTask",
+    "occlusion": "facelab.tasks.occlusion:OcclusionTask",
+    "age-gender": "facelab.tasks.age_gender:AgeGenderTask",
+    "verify": "facelab.tasks.verify:VerifyTask",
+    "mask": "facelab.tasks.mask:MaskTask",
+    "age-bins": "facelab.tasks.age_bins:AgeBinsTask",
+    "deblur": "facelab.tasks.deblur:DeblurTask",
 }
 
 

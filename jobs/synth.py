@@ -1,0 +1,48 @@
+"""`facelab synth` / `python -m jobs.synth`: faces from the promoted synth (DCGAN) model, measured on request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from facelab import config as paths
+from facelab.formats.synth import GRID_PNG, write_samples
+from facelab.store import ModelStore
+from jobs.common import Store, command, emit
+
+
+@command
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="folder for the samples, samples.csv and grid.png")],
+    n: Annotated[int, typer.Option("--n", min=1, help="how many faces")] = 64,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="faces of seeds SEED .. SEED+N-1 (same seed, same face)")] = 0,
+    measure: Annotated[bool, typer.Option("--measure", help="also measure them: face rates (HOG, mediapipe) and "
+                                                            "the gender balance by the promoted age-gender model")] = False,
+    data: Annotated[Optional[Path], typer.Option("--data", help="UTKFace folder whose held-out faces and labels the "
+                                                               "measure compares with (default: the run's training data)")] = None,
+    store: Store = None,
+    run: Annotated[Optional[str], typer.Option("--run", help="a synth run id instead of the promoted one")] = None,
+) -> None:
+    """Write N faces of the promoted synth model (PNGs, samples.csv, grid.png); --measure checks them."""
+    from facelab.tasks.synth import SynthPredictor, measure as measure_samples, measure_png
+
+    uri = paths.store_uri(store)
+    stored = ModelStore(uri).load("synth", run)
+    seeds = list(range(seed, seed + n))
+    faces = SynthPredictor(str(stored.model_dir))({"seed": np.array(seeds), "n": np.ones(n, np.int64)})
+    write_samples(list(faces["png"]), seeds, out)
+    result = {"task": "synth", "run_id": stored.run_id, "samples": n, "out": str(out), "grid": str(out / GRID_PNG)}
+    if measure:
+        reference = data or (Path(stored.manifest["data"]) if stored.manifest.get("data") else None)
+        measured = measure_samples(out, reference if reference and reference.is_dir() else None, store_uri=uri)
+        (out / "measure.json").write_text(json.dumps(measured, indent=2))
+        result.update(measured, data=str(reference), plot=str(measure_png(measured, out / "measure.png")))
+    emit(result)
+
+
+if __name__ == "__main__":
+    typer.run(synth)

@@ -1,0 +1,128 @@
+"""Real FER-2013 faces in the AI Blitz XIII sentiment layout (seed 000, section 1).
+
+Labels: negative = angry, disgust, fear, sad; neutral = neutral; positive = happy; FER's surprise
+is left out. Splits: `train.csv` from FER Training, `val.csv` from PublicTest, and the test from
+PrivateTest: `test.csv` (embeddings only), `test_truth.csv` (with labels: what `facelab score
+--task sentiment --truth` takes) and `sample_submission.csv`. `n` keeps a seeded random sample of
+at most n images per split. `sources.csv` says which FER image each row came from
+(`split,row,file,emotion,whole_image`), for checking; models never read it.
+
+Faces: facelab.embed (a Ray Data actor pool) with FER_OPTIONS: dlib HOG on the 48x48 crop
+upsampled to 160 px with a 15% border, and the whole image as the face where HOG finds none (see
+facelab.embed for the measured detection rates). The per-face rows are cached in
+`<out>/faces.parquet`, so a rerun (or a larger n) only encodes what is new.
+
+The 512 numbers of a row. The challenge's vectors came from an unnamed 512-d CNN layer; dlib gives
+two 128-d encodings of a face, so the row is honestly built from what exists offline:
+
+    [0:128]   dlib encoding, 5-point alignment ("small")
+    [128:256] dlib encoding, 68-point alignment ("large")
+    [256:392] the 68 landmarks (x, y), in the face's own frame: centred on the mean of the points,
+              rotated so the eyes are level, divided by the inter-ocular distance
+    [392:512] 120 zeros (padding to the layout's width; constant columns carry no information)
+
+dlib's encodings are trained to recognise people whatever their expression, so on their own they
+hold little sentiment; the landmark shape (mouth corners, brows, eye opening) is what expression
+changes. See the detect-embed report for weighted F1 with and without the landmark block.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facelab.embed import EmbedOptions, embed_folder
+from facelab.errors import FacelabError
+from facelab.formats.sentiment import DIM
+
+FER = "fer2013"
+SPLITS = {"train": "train", "val": "validation", "test": "test"}  # layout split -> FER folder
+SENTIMENT = {"angry": "negative", "disgust": "negative", "fear": "negative", "sad": "negative",
+             "neutral": "neutral", "happy": "positive"}
+FER_OPTIONS = EmbedOptions(detector="hog", min_side=160, pad=0.15, fallback_whole=True)
+LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
+
+
+def sample(items: list, n: int | None, seed: int) -> list:
+    """At most n items, a seeded random sample kept in the input order."""
+    if n is None or len(items) <= n:
+        return list(items)
+    keep = np.random.default_rng(seed).choice(len(items), n, replace=False)
+    return [items[i] for i in sorted(keep)]
+
+
+def fer_files(data_root: Path, *, n: int | None = None, seed: int = 0) -> dict[str, list[tuple[str, str]]]:
+    """Layout split -> [(path relative to fer2013/, emotion)] for the emotions that have a sentiment."""
+    root = Path(data_root) / FER
+    if not root.is_dir():
+        raise FacelabError(f"{root}: FER-2013 not found under the data root")
+    out = {}
+    for split, folder in SPLITS.items():
+        files = [(f"{folder}/{emotion}/{p.name}", emotion) for emotion in sorted(SENTIMENT)
+                 for p in sorted((root / folder / emotion).glob("*.jpg"))]
+        if not files:
+            raise FacelabError(f"{root / folder}: no images in <emotion>/*.jpg")
+        out[split] = sample(files, n, seed)
+    return out
+
+
+def landmark_shape(points68: np.ndarray) -> np.ndarray:
+    """68 (x, y) points in the face's own frame: centred, eyes level, unit inter-ocular distance."""
+    p = np.asarray(points68, np.float64).reshape(68, 2)
+    left, right = p[LEFT_EYE].mean(0), p[RIGHT_EYE].mean(0)
+    dx, dy = right - left
+    scale = max(np.hypot(dx, dy), 1e-6)
+    cos, sin = dx / scale, dy / scale
+    centred = p - p.mean(0)
+    rotated = centred @ np.array([[cos, -sin], [sin, cos]])
+    return (rotated / scale).ravel().astype(np.float32)
+
+
+def sentiment_vector(row: dict) -> np.ndarray:
+    """The 512 values of one face (see the module docstring for the blocks)."""
+    vector = np.zeros(DIM, np.float32)
+    vector[0:128], vector[128:256] = row["encoding"], row["encoding_large"]
+    vector[256:392] = landmark_shape(row["landmarks68"])
+    return vector
+
+
+def _text(vector: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in vector) + "]"
+
+
+def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, actors: int | None = None,
+            **_: object) -> dict:
+    """Write the sentiment layout from FER-2013 under `data_root` into `out`; returns counts."""
+    from facelab.cluster import connect
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = fer_files(data_root, n=n, seed=seed)
+    connect(None)
+    summary = embed_folder(Path(data_root) / FER, out / "faces.parquet", FER_OPTIONS, actors=actors,
+                           files=[f for split in files.values() for f, _ in split])
+    faces = pd.read_parquet(out / "faces.parquet")
+    faces = faces[faces["face"] == 0].set_index("file")
+    written, sources = {}, []
+    for split, items in files.items():
+        usable = [(f, e) for f, e in items if f in faces.index]
+        frame = pd.DataFrame({"embeddings": [_text(sentiment_vector(faces.loc[f])) for f, _ in usable],
+                              "label": [SENTIMENT[e] for _, e in usable]})
+        sources += [{"split": split, "row": i + 2, "file": f"{FER}/{f}", "emotion": e,
+                     "whole_image": bool(faces.loc[f, "whole_image"])} for i, (f, e) in enumerate(usable)]
+        _write_split(frame, out, split)
+        written[split] = {"rows": len(frame), **frame["label"].value_counts().to_dict()}
+    pd.DataFrame(sources).to_csv(out / "sources.csv", index=False)
+    return {"task": "sentiment", "out": str(out), "splits": written, "faces": summary,
+            "vector": "dlib small 128 + dlib large 128 + 68-landmark shape 136 + 120 zeros"}
+
+
+def _write_split(frame: pd.DataFrame, out: Path, split: str) -> None:
+    if split != "test":
+        frame.to_csv(out / f"{split}.csv", index=False)
+        return
+    frame[["embeddings"]].to_csv(out / "test.csv", index=False)
+    frame.to_csv(out / "test_truth.csv", index=False)
+    frame.assign(label="negative").to_csv(out / "sample_submission.csv", index=False)

@@ -1,0 +1,181 @@
+"""HexaFace age and gender (seed 002) on UTKFace: one CNN with an age, a gender and a race head.
+
+HexaFace treats age as 101 classes (0..100) and predicts the expectation of the softmax (MAE
+about 6 on IMDB-WIKI, with VGG-Face transfer learning) and reaches 90% gender accuracy (VGG16
+features). Offline there are no pretrained weights, so this is one ResNet-18 trained from
+scratch on UTKFace's seeded train split, with what makes that work on a few thousand faces:
+- age as a label distribution (DLDL-v2): a Gaussian of `age_sigma` years around the true age
+  is the target of the 101-way softmax (KL), plus `age_l1` x the L1 error of its expectation;
+- gender and race (UTKFace's five labels) as label-smoothed cross-entropy heads;
+- augmentation (similarity transform, flip, brightness/contrast, some greyscale), dropout,
+  AdamW, linear warm-up then cosine LR, and mirror test-time augmentation (`tta_flip`).
+Checkpoints are chosen by validation age MAE; after training the validation split is predicted
+once more to report every metric per gender and per race (the fairness slices) next to a
+baseline that predicts the train median age and the majority gender and race.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from facelab.formats import Read
+from facelab.formats.utkface import GENDERS, RACES, confusion_plots, slice_scores
+from facelab.tasks.torch_task import TorchTask
+from facelab.vision import (ImagePredictor, ImageRecipe, ImageRequest, demo_image_requests, normalised, request_rows,
+                            resnet18, run_net, training_datasets, zero_init)
+
+AGES = 101  # classes 0..100, as HexaFace
+
+
+class AgeGenderNet(torch.nn.Module):
+    """A ResNet-18 trunk with three linear heads; takes uint8 NCHW images."""
+
+    def __init__(self, width: int = 64, dropout: float = 0.2):
+        super().__init__()
+        self.trunk = resnet18(1, width)
+        features = self.trunk.fc.in_features
+        self.trunk.fc = torch.nn.Identity()
+        self.dropout = torch.nn.Dropout(dropout)
+        self.age = torch.nn.Linear(features, AGES)
+        self.gender = torch.nn.Linear(features, len(GENDERS))
+        self.race = torch.nn.Linear(features, len(RACES))
+        for head in (self.age, self.gender, self.race):
+            zero_init(head)
+
+    def forward(self, x) -> dict:
+        f = self.dropout(run_net(self.trunk, normalised(x)))
+        return {"age": self.age(f), "gender": self.gender(f), "race": self.race(f)}
+
+
+def expected_age(age_probabilities):
+    return (age_probabilities * torch.arange(AGES, device=age_probabilities.device)).sum(1)
+
+
+def age_distribution(age, sigma: float):
+    """Gaussian label distributions over 0..100 around each (clipped) age."""
+    grid = torch.arange(AGES, device=age.device, dtype=torch.float32)
+    density = torch.exp(-((grid[None, :] - age.float().clamp(0, AGES - 1)[:, None]) ** 2) / (2 * sigma ** 2))
+    return density / density.sum(1, keepdim=True)
+
+
+def _mean(parts: list) -> float:
+    return float(torch.cat(parts).float().mean())
+
+
+class AgeGenderRecipe(ImageRecipe):
+    def build_model(self, config: dict):
+        return AgeGenderNet(int(config["width"]), float(config.get("dropout", 0.2)))
+
+    def targets(self, batch: dict, images: list[np.ndarray], config: dict) -> dict[str, np.ndarray]:
+        return {k: np.asarray(batch[k], np.int64) for k in ("age", "gender", "race")}
+
+    def loss(self, model, batch: dict, config: dict):
+        out = model(batch["image"])
+        log_p = F.log_softmax(out["age"], 1)
+        age = batch["age"].float().clamp(0, AGES - 1)
+        loss = F.kl_div(log_p, age_distribution(age, float(config["age_sigma"])), reduction="batchmean")
+        loss = loss + float(config["age_l1"]) * (expected_age(log_p.exp()) - age).abs().mean()
+        smoothing = float(config.get("label_smoothing", 0.1))
+        for head in ("gender", "race"):
+            loss = loss + float(config[f"{head}_weight"]) * F.cross_entropy(out[head], batch[head],
+                                                                           label_smoothing=smoothing)
+        return loss
+
+    def evaluate(self, model, batches, config: dict) -> dict[str, float]:
+        errors, gender_hits, race_hits = [], [], []
+        for batch in batches:
+            out = model(batch["image"])
+            errors.append((expected_age(out["age"].softmax(1)) - batch["age"].float()).abs())
+            gender_hits.append(out["gender"].argmax(1) == batch["gender"])
+            race_hits.append(out["race"].argmax(1) == batch["race"])
+        return {"age_mae": _mean(errors), "gender_accuracy": _mean(gender_hits), "race_accuracy": _mean(race_hits)}
+
+
+class AgeGenderPredictor(ImagePredictor):
+    """age (years, the expectation), gender (0 male, 1 female) with p_female, race (0..4) with
+    p_<race> per UTKFace race."""
+
+    recipe = AgeGenderRecipe
+
+    def outputs(self, x, images: list[np.ndarray]) -> dict:
+        out = self.model(x)
+        return {head: out[head].softmax(1) for head in ("age", "gender", "race")}
+
+    def finish(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = {"age": (outputs["age"] * np.arange(AGES)).sum(1), "gender": outputs["gender"].argmax(1),
+                  "p_female": outputs["gender"][:, 1], "race": outputs["race"].argmax(1)}
+        result.update({f"p_{name}": outputs["race"][:, i] for i, name in enumerate(RACES)})
+        return result
+
+
+class AgeGenderRequest(ImageRequest):
+    """A face crop (UTKFace-like: the face fills most of the picture), or a list of them;
+    `detect: true` crops a wider photo to its largest face first."""
+
+
+def baseline(train: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+    """Predict the train median age and the majority gender and race for everyone."""
+    guess = pd.DataFrame({"age": np.full(len(truth), float(train["age"].median())),
+                          "gender": np.full(len(truth), int(train["gender"].mode()[0])),
+                          "race": np.full(len(truth), int(train["race"].mode()[0]))})
+    return {f"baseline_{k}": v for k, v in slice_scores(truth, guess).items() if "/" not in k and k != "n"}
+
+
+class AgeGenderTask(TorchTask):
+    name = "age-gender"
+    seed = "002 HexaFace: age (101 classes, expectation) and gender, one CNN (+ race) on UTKFace"
+    metric = "age_mae"
+    mode = "min"
+    default_config: ClassVar[dict] = {
+        "epochs": 40, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "warmup_epochs": 2,
+        "image_size": 112, "width": 64, "dropout": 0.2,
+        "age_sigma": 2.0, "age_l1": 0.1, "gender_weight": 1.0, "race_weight": 0.5, "label_smoothing": 0.1,
+        "aug_scale": 0.1, "aug_rotate": 10.0, "aug_shift": 0.05, "aug_colour": 0.2, "aug_grey": 0.1,
+        "tta_flip": True,
+    }
+    # what `facelab demo` and CPU smoke runs override (a few minutes on a laptop)
+    demo_config: ClassVar[dict] = {"epochs": 2, "image_size": 64, "width": 16, "batch_size": 32}
+    Request = AgeGenderRequest
+    predictor_class = AgeGenderPredictor
+    recipe = AgeGenderRecipe()
+
+    def trial_data(self, data: dict[str, Read]) -> dict:
+        return training_datasets(data["train"].dataset, data["val"].dataset)
+
+    def after_fit(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float]) -> dict[str, float]:
+        """The validation split predicted by the kept model: every metric per gender and race,
+        gender/race confusion matrices, and the baseline on the same rows."""
+        from facelab.predict import predict_dataset
+
+        val = data["val"].dataset
+        truth = val.select_columns(["file", "age", "gender", "race"]).to_pandas()
+        pred = predict_dataset(self, Path(model_dir), val).set_index("file").loc[truth["file"]].reset_index()
+        confusion_plots(truth, pred, Path(model_dir), "validation split")
+        labels = data["train"].dataset.select_columns(["age", "gender", "race"]).to_pandas()
+        scores = {f"val_{k}": v for k, v in slice_scores(truth, pred).items()}
+        return {**metrics, **scores, **baseline(labels, truth), "train_rows": float(len(labels))}
+
+    def request_rows(self, request: AgeGenderRequest) -> tuple[list[dict], bool]:
+        return request_rows(request)
+
+    def response(self, outputs: list[dict], batched: bool) -> dict:
+        shaped = [{
+            "age": round(float(o["age"]), 1),
+            "gender": {"label": GENDERS[int(o["gender"])],
+                       "probability": round(float(o["p_female"] if int(o["gender"]) else 1 - o["p_female"]), 4)},
+            "race": {"label": RACES[int(o["race"])],
+                     "probabilities": {name: round(float(o[f"p_{name}"]), 4) for name in RACES}},
+        } for o in outputs]
+        return {"predictions": shaped} if batched else shaped[0]
+
+    def demo_requests(self, data: Path) -> tuple[dict, dict]:
+        return demo_image_requests(Path(data) / self.format.test_order(Path(data))[0])
+
+    def predictions_frame(self, predictions: pd.DataFrame) -> pd.DataFrame:
+        return predictions[["file", "age", "gender", "race"]]

@@ -1,0 +1,137 @@
+"""Face detection (seed 002, HexaFace 3.4 / 5.4: find every face of an image).
+
+The seed trained MTCNN on WIDER FACE. Offline, facelab chooses among the pretrained detectors shipped
+inside the installed packages (facelab.faces: dlib HOG and CNN, mediapipe short and full range, OpenCV
+Haar), so a "model" is a detector and its options, stored like any other run:
+
+    {"model": "mediapipe", "min_side": 640, "pad": 0.0, "threshold": null}
+
+`min_side` upsamples smaller images first (small faces: dlib's HOG finds none under ~80 px), `pad`
+adds a black border (tight face crops), `threshold` drops faces scoring below it. Tune scores each
+config by AP at IoU 0.5 on the `val` split (class-agnostic: with_mask and without_mask are both
+faces); the refit measures the winner and, unless the config fixes `threshold`, sets it to the score
+that maximizes F1 on `val`, the operating point that serving and submissions use.
+The default config is the best of `facelab detect-bench` on the face-mask VOC data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from facelab import metrics, plots
+from facelab.formats import Read
+from facelab.formats.detect import detections_frame
+from facelab.tasks.base import Task
+from facelab.tasks.yolo_base import ImageRequest  # one base64 image or a batch (shared with emotion, age-gender)
+
+
+def detector_from(config: dict):
+    """The facelab.faces detector a config names."""
+    from facelab.faces import get_detector
+
+    threshold = config.get("threshold")
+    return get_detector(config["model"], min_side=int(config.get("min_side", 160)), pad=float(config.get("pad", 0.0)),
+                        threshold=None if threshold is None else float(threshold))
+
+
+def load_image(path: str) -> np.ndarray:
+    from facelab.formats.images import load_rgb
+
+    return load_rgb(path)
+
+
+def detect_paths(config: dict, paths: list[str]) -> tuple[list[list], float, float]:
+    """Faces of each image file under `config`, and the wall-clock and CPU milliseconds per image
+    of the detector calls (decoding and model loading excluded)."""
+    detect, found, wall, cpu = detector_from(config), [], 0.0, 0.0
+    if paths:
+        detect(load_image(paths[0]))  # loads the model
+    for path in paths:
+        image = load_image(path)
+        w, c = time.perf_counter(), time.process_time()
+        found.append(detect(image))
+        wall, cpu = wall + time.perf_counter() - w, cpu + time.process_time() - c
+    n = max(len(paths), 1)
+    return found, 1000 * wall / n, 1000 * cpu / n
+
+
+def evaluate(config: dict, items: pd.DataFrame) -> dict:
+    """Run `config` over labelled images (`file`, `path`, `boxes`, `labels` JSON) and score it
+    (facelab.metrics.face_detection, plus `ms_per_image` and `cpu_ms_per_image`)."""
+    faces, wall, cpu = detect_paths(config, list(items["path"]))
+    truth, labels = ({f: json.loads(v) for f, v in zip(items["file"], items[c])} for c in ("boxes", "labels"))
+    pred = [(f, face.box, face.score) for f, found in zip(items["file"], faces) for face in found]
+    return {**metrics.face_detection(truth, pred, truth_labels=labels), "ms_per_image": wall, "cpu_ms_per_image": cpu}
+
+
+class DetectPredictor:
+    """Batch predictor: rows with an `image` (RGB array; Serve) or a `path` (batch jobs) in, and
+    per image `faces`, the JSON text of [{"box", "score", "landmarks", "whole_image"}, ...]."""
+
+    def __init__(self, model_dir: str):
+        self.config = json.loads((Path(model_dir) / "detector.json").read_text())
+        self.detect = detector_from(self.config)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images = batch["image"] if "image" in batch else [load_image(p) for p in batch["path"]]
+        out = {"faces": np.array([json.dumps([f.as_dict() for f in self.detect(im)]) for im in images], dtype=object)}
+        out.update({k: batch[k] for k in ("_row", "file") if k in batch})
+        return out
+
+
+class DetectTask(Task):
+    name = "detect"
+    seed = "002 HexaFace, 3.4 / 5.4: face detection"
+    metric = "ap50"
+    mode = "max"
+    default_config: ClassVar[dict] = {"model": "mediapipe-full", "min_side": 640, "pad": 0.0, "threshold": None}
+    fit_splits = ("val",)
+    Request = ImageRequest
+    predictor_class = DetectPredictor
+
+    def trial_data(self, data: dict[str, Read]) -> pd.DataFrame:
+        return data["val"].dataset.to_pandas()[["file", "path", "boxes", "labels"]]
+
+    def evaluate_config(self, config: dict, data: pd.DataFrame) -> dict[str, float]:
+        result = evaluate({**config, "threshold": None}, data)
+        return {k: v for k, v in result.items() if k != "curve"}
+
+    def fit(self, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
+        result = evaluate({**config, "threshold": None}, self.trial_data(data))
+        threshold = config.get("threshold")
+        if threshold is None and np.isfinite(result["best_threshold"]):  # no detections at all: keep every box
+            threshold = result["best_threshold"]
+        chosen = {"model": config["model"], "min_side": int(config.get("min_side", 160)), "pad": float(config.get("pad", 0.0)),
+                  "threshold": None if threshold is None else float(threshold)}
+        (Path(model_dir) / "detector.json").write_text(json.dumps(chosen, indent=2))
+        plots.pr_curves_png({chosen["model"]: result}, Path(model_dir) / "pr_curve.png",
+                            title=f"detect: val split, IoU 0.5 (threshold {chosen['threshold']})")
+        keep = ("ap50", "precision", "recall", "f1", "best_f1", "best_threshold", "ms_per_image", "n_images", "n_truth")
+        return {k: float(v) for k, v in result.items() if k in keep or k.startswith("recall_")}
+
+    def request_rows(self, request: ImageRequest) -> tuple[list[dict], bool]:
+        from facelab.uploads import decode_image
+
+        if request.image is not None:
+            return [{"image": decode_image(request.image, "image")}], False
+        return [{"image": decode_image(text, f"images[{i}]")} for i, text in enumerate(request.images)], True
+
+    def response(self, outputs: list[dict], batched: bool) -> dict:
+        shaped = [{"faces": json.loads(o["faces"])} for o in outputs]
+        return {"predictions": shaped} if batched else shaped[0]
+
+    def demo_requests(self, data: Path) -> tuple[dict, dict]:
+        from facelab.formats.detect import split_folder
+        from facelab.uploads import to_base64
+
+        image = sorted((split_folder(data, "test") / "images").iterdir())[0]
+        return {"image": to_base64(image.read_bytes())}, {"image": "not an image"}
+
+    def predictions_frame(self, predictions: pd.DataFrame) -> pd.DataFrame:
+        return detections_frame(predictions)

@@ -1,0 +1,129 @@
+"""What the YOLO tasks (mask, age-bins) share, on top of `facelab.yolo`.
+
+Every fit is a Ray Tune trial (`facelab.yolo.trial`): `facelab train` runs one, a sweep runs
+many under ASHA through `tune_trainable`, and the promoted model is a trial's best checkpoint
+(`fit_from_trial`), not a refit. The batch predictor takes image paths (batch jobs) or decoded
+images (Serve), and both endpoints take one base64 image or a batch of them. ultralytics is only
+imported when a fit or a predictor starts, so looking a task up stays cheap.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from facelab.errors import FacelabError
+from facelab.formats import Read
+from facelab.formats.images import load_rgb
+from facelab.tasks.base import Task
+from facelab.uploads import ImageB64, decode_image
+
+MAX_IMAGES = 32
+
+
+class ImageRequest(BaseModel):
+    """One image, or a batch of them: base64 text in JSON, or multipart file fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: ImageB64 | None = None
+    images: list[ImageB64] | None = Field(None, min_length=1, max_length=MAX_IMAGES)
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.image is None) == (self.images is None):
+            raise ValueError("give exactly one of 'image' or 'images'")
+        return self
+
+
+class YoloPredictor:
+    """Base of the YOLO batch predictors: one loaded model (GPU when visible) per instance."""
+
+    def __init__(self, model_dir: str):
+        from facelab import yolo
+
+        self.model = yolo.load(model_dir)
+
+    @staticmethod
+    def images(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """RGB arrays of a batch: decoded uploads (`image`) or files (`path`)."""
+        if "image" in batch:
+            return list(batch["image"])
+        return [load_rgb(path) for path in batch["path"]]
+
+    @staticmethod
+    def keys(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The columns that identify each row in the output."""
+        return {k: batch[k] for k in ("_row", "image_id") if k in batch}
+
+
+class YoloTask(Task):
+    kind: ClassVar[str]  # "detect" or "classify"
+    predict_on_gpu: ClassVar[bool] = True  # batch jobs give each predictor actor a GPU when there is one
+    Request = ImageRequest
+
+    def class_names(self, data: dict[str, Read]) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @staticmethod
+    def scorer(*args) -> dict[str, float]:
+        """The task's metrics of validation predictions (see facelab.yolo.YoloData)."""
+        raise NotImplementedError
+
+    def trial_data(self, data: dict[str, Read]):
+        from facelab import yolo
+
+        return yolo.YoloData.from_reads(self.kind, data, self.class_names(data), type(self).scorer)
+
+    def evaluate_config(self, config: dict, data) -> dict[str, float]:
+        raise FacelabError(f"task '{self.name}' is tuned per epoch through its Tune trainable, not evaluate_config")
+
+    def tune_trainable(self, data: dict[str, Read]):
+        """The sweep's Ray Tune trainable, with the data and resources bound: it reports the
+        task's metric every epoch (for ASHA) with a checkpoint (for Tuner.restore)."""
+        from ray import tune
+
+        from facelab import yolo
+
+        return tune.with_resources(tune.with_parameters(yolo.trial, data=self.trial_data(data)), yolo.trial_resources())
+
+    def tune_run_config(self, name: str, storage: str, **kwargs):
+        from facelab import yolo
+
+        return yolo.run_config(name, storage, self.metric, self.mode, **kwargs)
+
+    def fit(self, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
+        """One trial with `config`; its best epoch becomes the model folder."""
+        from facelab import yolo
+
+        result = yolo.fit(config, self.trial_data(data), metric=self.metric, mode=self.mode,
+                          name=f"{self.name}-fit-{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}")
+        return self.fit_from_trial(result, config, data, model_dir)
+
+    def fit_from_trial(self, result, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
+        """A finished trial's best checkpoint as the model folder, plus the task's own extras."""
+        from facelab import yolo
+
+        metrics = yolo.export(result, model_dir, config, kind=self.kind, names=self.class_names(data),
+                              metric=self.metric, mode=self.mode)
+        return self.describe(Path(model_dir), config, data, metrics)
+
+    def describe(self, model_dir: Path, config: dict, data: dict[str, Read], metrics: dict) -> dict[str, float]:
+        """Extra plots or numbers of a fitted model folder (default: none)."""
+        return metrics
+
+    def request_rows(self, request: ImageRequest) -> tuple[list[dict], bool]:
+        if request.image is not None:
+            return [{"image": decode_image(request.image, field="image")}], False
+        return [{"image": decode_image(b, field=f"images[{i}]")} for i, b in enumerate(request.images)], True
+
+    def demo_requests(self, data: Path) -> tuple[dict, dict]:
+        """The first image of the data's test split (else val) as base64, and a non-image."""
+        folder = next(Path(data) / s for s in ("test", "val", "train") if (Path(data) / s).is_dir())
+        first = sorted(folder.glob("*.jpg"))[0]
+        return ({"image": base64.b64encode(first.read_bytes()).decode("ascii")},
+                {"image": base64.b64encode(b"this is not an image").decode("ascii")})

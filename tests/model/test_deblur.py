@@ -1,0 +1,124 @@
+"""De-blurring end to end on tiny synthetic data: train through Ray Train, submit through the
+Ray Data actor pool, score against the do-nothing baseline; a Tune sweep adopts its winner's
+checkpoint; the serving path answers with a PNG."""
+
+import base64
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from facelab import metrics
+from facelab.formats import get_format
+from facelab.formats.deblur import blurred
+from facelab.formats.images import jpeg_names, load_rgb
+from facelab.predict import submit
+from facelab.store import ModelStore
+from facelab.tasks import get_task
+from facelab.tasks.deblur import DeblurRequest, build_network, ssim_loss
+from facelab.train import train
+from facelab.uploads import Binary, UploadError
+
+FMT = get_format("deblur")
+# CI-sized: a small residual network on 64-pixel crops, 2 epochs
+TINY = {"arch": "resnet", "channels": 16, "blocks": 2, "epochs": 2, "batch_size": 4, "crop": 64, "lr": 2e-3}
+
+
+@pytest.fixture(scope="module")
+def deblur_data(tmp_path_factory):
+    return FMT.synthesize(tmp_path_factory.mktemp("deblur-data"), n=16, seed=3)
+
+
+@pytest.fixture(scope="module")
+def trained(ray_local, deblur_data, tmp_path_factory):
+    store = str(tmp_path_factory.mktemp("deblur-store"))
+    config = {**TINY, "storage_path": str(tmp_path_factory.mktemp("deblur-train"))}
+    run_id, fit_metrics = train("deblur", deblur_data, store, config=config, promote=True)
+    return store, run_id, fit_metrics
+
+
+def test_ssim_loss_fits_small_images():
+    for side in (200, 96, 64, 40, 20):  # ms-ssim's 5 scales need > 160 px with the standard window
+        image = torch.rand(2, 3, side, side)
+        assert float(ssim_loss(image, image)) == pytest.approx(0.0, abs=1e-5)
+        assert 0.05 < float(ssim_loss(image * 0.5, image)) <= 1.0
+
+
+def test_restoration_metrics_score_the_blurred_baseline():
+    rng = np.random.default_rng(0)
+    originals = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    soft = [blurred(o, 2.0) for o in originals]
+    score = metrics.restoration(originals, soft, originals)
+    assert score["ssim"] == 1.0 and score["psnr"] == float("inf")
+    assert score["blur_ssim"] < 0.9 and score["blur_psnr"] < 30
+
+
+def test_both_architectures_keep_the_image_size():
+    x = torch.rand(1, 3, 37, 50)
+    for arch in ("srcnn", "resnet"):
+        assert build_network({"arch": arch, "channels": 8, "blocks": 1})(x).shape == x.shape
+    with pytest.raises(ValueError, match="arch"):
+        build_network({"arch": "unet"})
+
+
+def test_training_stores_curves_samples_and_the_baseline(trained):
+    store, run_id, fit_metrics = trained
+    run = ModelStore(store).load("deblur")
+    assert run.run_id == run_id
+    assert {"model.pt", "config.json", "history.csv", "history.png", "samples.png"} <= {
+        p.name for p in run.model_dir.iterdir()}
+    history = pd.read_csv(run.model_dir / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    assert {"val_ssim", "val_psnr", "val_blur_ssim", "val_blur_psnr"} <= set(fit_metrics)
+    assert fit_metrics["val_ssim"] == pytest.approx(history["val_ssim"].max())
+
+
+def test_submission_is_scored_against_the_do_nothing_baseline(trained, deblur_data, tmp_path):
+    store, run_id, _ = trained
+    summary = submit("deblur", deblur_data, tmp_path / "sub", store)
+    assert summary["run_id"] == run_id and summary["rows"] == len(jpeg_names(deblur_data / "test" / "blur"))
+    assert jpeg_names(tmp_path / "sub" / "original") == jpeg_names(deblur_data / "test" / "blur")
+    truth = deblur_data / "test" / "original_truth"
+    restored = FMT.score(tmp_path / "sub", truth)
+    baseline = FMT.score(deblur_data / "test" / "blur", truth)
+    assert 0 < baseline["ssim"] < 0.95
+    # two epochs on 16 faces: a residual model must at least not wreck the images (a model that
+    # outputs noise, or mixes up channels or the 0-1/0-255 scale, scores far below this)
+    assert restored["ssim"] > baseline["ssim"] - 0.1 and restored["psnr"] > baseline["psnr"] - 3
+    first = jpeg_names(truth)[0]
+    assert not np.array_equal(load_rgb(tmp_path / "sub" / "original" / first),
+                              load_rgb(deblur_data / "test" / "blur" / first))  # it did restore
+
+
+def test_serving_answers_a_png_of_the_same_size(trained, deblur_data):
+    store, _, _ = trained
+    task = get_task("deblur")
+    run = ModelStore(store).load("deblur")
+    predictor = task.predictor_class(str(run.model_dir))
+    first = sorted((deblur_data / "test" / "blur").glob("*.jpg"))[0]
+    request = DeblurRequest(image=base64.b64encode(first.read_bytes()).decode("ascii"))
+    rows, batched = task.request_rows(request)
+    out = predictor({"image": np.stack([rows[0]["image"]])})
+    answer = task.response([{k: v[0] for k, v in out.items()}], batched)
+    assert isinstance(answer, Binary) and answer.media_type == "image/png"
+    png = np.asarray(Image.open(io.BytesIO(answer.data)))
+    assert png.shape == load_rgb(first).shape
+    with pytest.raises(UploadError) as bad:
+        task.request_rows(DeblurRequest(image=base64.b64encode(b"not an image").decode("ascii")))
+    assert bad.value.status == 415
+
+
+def test_tune_adopts_the_best_trial_checkpoint(ray_local, deblur_data, tmp_path):
+    from tuning.runner import sweep
+
+    result = sweep("deblur", deblur_data, str(tmp_path / "store"), samples=2, max_concurrent=1,
+                   fixed={**TINY, "channels": 8, "blocks": 1})
+    assert result["trials"] == 2 and result["promoted"]
+    run = ModelStore(str(tmp_path / "store")).load("deblur")
+    assert {"model.pt", "history.csv", "samples.png", "tune_results.csv"} <= {p.name for p in run.model_dir.iterdir()}
+    # the stored model is the winning trial's best epoch itself, not a retrained one
+    assert result["val_ssim"] == pytest.approx(result["trial_val_ssim"])
+    assert pd.read_csv(run.model_dir / "tune_results.csv")["val_ssim"].max() == pytest.approx(result["val_ssim"])

@@ -1,0 +1,97 @@
+"""Emotion (HexaFace FER): the VGG-like CNN trains through the shared Ray Train mechanism on an easy
+synthetic FER set (three expressions), beats the majority class, submits and scores PrivateTest,
+and answers Serve-style requests."""
+
+import base64
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facelab.formats import get_format
+from facelab.formats.fer import EMOTIONS
+from facelab.predict import submit
+from facelab.store import ModelStore
+from facelab.tasks import get_task
+from facelab.train import train
+from facelab.uploads import UploadError
+
+EASY = ("happy", "sad", "surprise")  # the most distinct cartoon expressions
+
+
+@pytest.fixture(scope="module")
+def emotion_data(tmp_path_factory):
+    return get_format("emotion").synthesize(tmp_path_factory.mktemp("emotion-data"), n=300, seed=3, emotions=EASY)
+
+
+@pytest.fixture(scope="module")
+def trained(ray_local, emotion_data, tmp_path_factory):
+    """`facelab train` with the task's small CPU config, stored and promoted."""
+    task = get_task("emotion")
+    store = str(tmp_path_factory.mktemp("emotion-store"))
+    config = {**task.demo_config, "epochs": 8, "storage_path": str(tmp_path_factory.mktemp("emotion-runs"))}
+    run_id, metrics = train("emotion", emotion_data, store, config=config, promote=True)
+    return store, ModelStore(store).load("emotion", run_id), metrics
+
+
+def majority_share(data, usage):
+    labels = pd.read_csv(data / "labels.csv").query("Usage == @usage")
+    return labels.emotion_name.value_counts(normalize=True).max()
+
+
+def test_learns_beyond_the_majority_class(trained, emotion_data):
+    _, run, metrics = trained
+    history = pd.read_csv(run.model_dir / "history.csv")
+    assert len(history) == 8 and {"train_loss", "val_accuracy", "val_f1_macro", "lr"} <= set(history.columns)
+    assert metrics["val_accuracy"] == pytest.approx(history.val_accuracy.max())
+    assert metrics["val_accuracy"] > majority_share(emotion_data, "PublicTest") + 0.15
+    assert history.train_loss.iloc[-1] < history.train_loss.iloc[0]
+    assert {"confusion_matrix.png", "history.png", "model.pt"} <= {p.name for p in run.model_dir.iterdir()}
+    assert metrics["val_f1_happy"] > 0 and metrics["val_f1_sad"] > 0
+
+
+def test_submission_scores_privatetest(trained, emotion_data, tmp_path, ray_local):
+    store, _, _ = trained
+    out = tmp_path / "submission.csv"
+    result = submit("emotion", emotion_data, out, store)
+    frame = pd.read_csv(out)
+    test = pd.read_csv(emotion_data / "labels.csv").query("Usage == 'PrivateTest'")
+    assert result["rows"] == len(test) and list(frame.columns) == ["file", "emotion_name", "emotion"]
+    assert sorted(frame.file) == sorted(test.file) and set(frame.emotion_name) <= set(EMOTIONS)
+    scores = get_format("emotion").score(out, emotion_data / "labels.csv")
+    assert scores["accuracy"] > majority_share(emotion_data, "PrivateTest") + 0.15
+
+
+def _b64(path):
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def test_requests_single_batch_and_bad_uploads(trained, emotion_data):
+    _, run, _ = trained
+    task = get_task("emotion")
+    predictor = task.predictor_class(str(run.model_dir))
+    files = pd.read_csv(emotion_data / "labels.csv").query("Usage == 'PrivateTest'").file.head(3).tolist()
+    one = task.Request.model_validate({"image": _b64(emotion_data / files[0])})
+    rows, batched = task.request_rows(one)
+    answer = task.response([{k: v[0] for k, v in predictor({"image": np.stack([rows[0]["image"]])}).items()}], batched)
+    assert answer["emotion"] in EMOTIONS and sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    # the same image as a file path (batch jobs) and as an upload (Serve) gets the same answer
+    by_path = predictor({"path": np.array([str(emotion_data / files[0])])})
+    assert by_path["label"][0] == answer["emotion"]
+    assert by_path["p_happy"][0] == pytest.approx(answer["probabilities"]["happy"], abs=2e-3)
+    many, batched = task.request_rows(task.Request.model_validate({"images": [_b64(emotion_data / f) for f in files]}))
+    assert batched and len(many) == 3
+    with pytest.raises(UploadError) as err:
+        task.request_rows(task.Request.model_validate({"image": base64.b64encode(b"not an image").decode()}))
+    assert err.value.status == 415
+    with pytest.raises(Exception):
+        task.Request.model_validate({"image": _b64(emotion_data / files[0]), "colour": True})
+
+
+def test_early_stopping_rule():
+    from facelab.torch_train import _stalled
+
+    history = [{"acc": a} for a in (0.2, 0.5, 0.4, 0.45)]
+    assert not _stalled(history, "acc", "max", 3) and _stalled(history, "acc", "max", 2)
+    assert not _stalled(history, "acc", "max", None)
+    assert _stalled([{"loss": v} for v in (1.0, 0.5, 0.6)], "loss", "min", 1)

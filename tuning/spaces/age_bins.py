@@ -1,0 +1,28 @@
+"""Age-bins search space (Optuna define-by-run), run under ASHA: classifier family and size, image
+size, epochs, learning rate, and the seed's central-crop doubling on or off.
+
+Trials train on train only and are scored on val (`merge_val` is off here, whatever the task's
+default says), so ASHA compares held-out scores; the promoted model is the best trial's own
+weights, trained on train.
+"""
+
+from __future__ import annotations
+
+from facelab.tasks.age_bins import SEED_CROP, AgeBinsTask
+
+FAMILIES = ("yolov8", "yolo11")
+SIZES = ("n", "s", "m")
+
+# ASHA over epochs (`training_iteration`): rungs at 3, 9, 27 epochs
+asha = {"max_t": 60, "grace_period": 3, "reduction_factor": 3}
+
+
+def space(trial) -> dict:
+    family = trial.suggest_categorical("family", FAMILIES)
+    size = trial.suggest_categorical("size", SIZES)
+    trial.suggest_categorical("imgsz", [96, 128, 160, 200])
+    trial.suggest_categorical("epochs", [20, 40, 60])
+    trial.suggest_float("lr0", 1e-4, 3e-3, log=True)
+    trial.suggest_categorical("crop_double", [0.0, SEED_CROP])
+    rest = {k: v for k, v in AgeBinsTask.default_config.items() if k not in trial.params}
+    return {**rest, "model": f"{family}{size}", "merge_val": False}

@@ -1,0 +1,20 @@
+"""Age-gender search space (Optuna define-by-run): optimiser and age-label-distribution settings.
+
+The architecture, input size and augmentation stay the task's defaults; Tune searches the
+learning rate and weight decay, the width of the age label distribution (years) and the
+weight of the expectation's L1 term.
+"""
+
+from __future__ import annotations
+
+
+def space(trial) -> dict:
+    trial.suggest_float("lr", 3e-4, 5e-3, log=True)
+    trial.suggest_float("weight_decay", 1e-3, 0.2, log=True)
+    trial.suggest_float("age_sigma", 1.0, 4.0)
+    trial.suggest_float("age_l1", 0.01, 0.5, log=True)
+    return {}
+
+
+# The default config is always tried first.
+seed_points = [{"lr": 2e-3, "weight_decay": 0.05, "age_sigma": 2.0, "age_l1": 0.1}]

@@ -1,0 +1,28 @@
+"""De-blurring search space (Optuna define-by-run), run under ASHA over epochs: the seed's SRCNN
+(with or without the global residual) against the residual network, learning rate, crop size,
+batch size and the plateau scheduler's patience. Every trial reports each epoch's val_ssim."""
+
+from __future__ import annotations
+
+from facelab.tasks.deblur import DeblurTask
+
+# ASHA on the reported `epoch`: rungs at 2, 4, 8, ... epochs up to the config's epochs
+asha = {"time_attr": "epoch", "max_t": 40, "grace_period": 2, "reduction_factor": 2}
+
+
+def space(trial) -> dict:
+    arch = trial.suggest_categorical("arch", ["srcnn", "resnet"])
+    if arch == "srcnn":
+        trial.suggest_categorical("residual", [False, True])
+    else:
+        trial.suggest_categorical("channels", [16, 32, 48])
+        trial.suggest_int("blocks", 2, 8)
+    trial.suggest_float("lr", 1e-4, 3e-3, log=True)
+    trial.suggest_categorical("crop", [64, 96, 128])
+    trial.suggest_categorical("batch_size", [4, 8, 16])
+    trial.suggest_int("patience", 2, 6)
+    return {k: v for k, v in DeblurTask.default_config.items() if k not in trial.params}
+
+
+# The seed's model and settings first, so a sweep never does worse than the paper's model.
+seed_points = [{"arch": "srcnn", "residual": False, "lr": 1e-3, "crop": 96, "batch_size": 8, "patience": 4}]
