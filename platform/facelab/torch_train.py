@@ -47,7 +47,7 @@ class TorchRecipe:
     `early_stop_patience` (stop once the metric has not improved for that many epochs).
     """
 
-    def build_model(self, config: dict) -> "torch.nn.Module":  # noqa: F821
+    def build_model(self, config: dict) -> torch.nn.Module:  # noqa: F821
         raise NotImplementedError
 
     def prepare(self, batch: dict[str, np.ndarray], config: dict, train: bool) -> dict[str, np.ndarray]:
@@ -85,7 +85,7 @@ class TorchRecipe:
     def scheduler(self, optimizer, config: dict):
         """None, or a torch LR scheduler stepped once per epoch (ReduceLROnPlateau is stepped
         with the epoch's validation metric)."""
-        return None
+        return
 
 
 class Optimizers(dict):

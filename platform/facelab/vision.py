@@ -249,8 +249,9 @@ def _face_detector():
     return get_detector("hog")
 
 
-def largest_face(image: np.ndarray, field: str, margin: float = 0.3) -> np.ndarray:
-    """The square crop around the largest detected face, widened by `margin` of its side."""
+def largest_face(image: np.ndarray, field: str, margin: float = 0.12) -> np.ndarray:
+    """The square crop around the largest detected face, widened by `margin` of its side (dlib's
+    box covers about 90% of the side of a UTKFace-style tight crop, hence the default)."""
     faces = _face_detector()(image)
     if not faces:
         raise UploadError(422, field, "no face found in the image")

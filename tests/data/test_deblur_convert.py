@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from facelab import metrics
 from facelab.converters import convert
 from facelab.converters.deblur import motion_kernel

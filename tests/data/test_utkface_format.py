@@ -38,7 +38,7 @@ def test_reads_every_split_with_integer_labels(synth, ray_local):
     assert set(frames["test"]["file"]) == set(pd.read_csv(synth / "test_truth.csv")["file"])
     train = frames["train"]
     assert list(train.columns) == ["_file", "_row", "file", "path", "age", "gender", "race"]
-    assert train["age"].dtype == np.int64 and set(train["gender"]) <= {0, 1} and set(train["race"]) <= set(range(5))
+    assert pd.api.types.is_integer_dtype(train["age"]) and set(train["gender"]) <= {0, 1} and set(train["race"]) <= set(range(5))
 
 
 def test_bad_rows_are_named(data, ray_local):

@@ -1,6 +1,6 @@
-"""De-blurring end to end on tiny synthetic data: train through Ray Train, submit through the
-Ray Data actor pool, score against the do-nothing baseline; a Tune sweep adopts its winner's
-checkpoint; the serving path answers with a PNG."""
+"""De-blurring end to end on tiny synthetic data: a Tune sweep of Ray Train trials adopts its
+winner's best checkpoint and promotes it; the promoted model submits through the Ray Data actor
+pool and is scored against the do-nothing baseline; the serving path answers with a PNG."""
 
 import base64
 import io
@@ -9,8 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
-
 from facelab import metrics
 from facelab.formats import get_format
 from facelab.formats.deblur import blurred
@@ -19,8 +17,8 @@ from facelab.predict import submit
 from facelab.store import ModelStore
 from facelab.tasks import get_task
 from facelab.tasks.deblur import DeblurRequest, build_network, ssim_loss
-from facelab.train import train
 from facelab.uploads import Binary, UploadError
+from PIL import Image
 
 FMT = get_format("deblur")
 # CI-sized: a small residual network on 64-pixel crops, 2 epochs
@@ -34,10 +32,12 @@ def deblur_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(ray_local, deblur_data, tmp_path_factory):
+    """tune (2 trials of 2 epochs under ASHA) -> the winner's checkpoint -> store -> promote."""
+    from tuning.runner import sweep
+
     store = str(tmp_path_factory.mktemp("deblur-store"))
-    config = {**TINY, "storage_path": str(tmp_path_factory.mktemp("deblur-train"))}
-    run_id, fit_metrics = train("deblur", deblur_data, store, config=config, promote=True)
-    return store, run_id, fit_metrics
+    result = sweep("deblur", deblur_data, store, samples=2, max_concurrent=1, fixed=TINY)
+    return store, result
 
 
 def test_ssim_loss_fits_small_images():
@@ -64,22 +64,26 @@ def test_both_architectures_keep_the_image_size():
         build_network({"arch": "unet"})
 
 
-def test_training_stores_curves_samples_and_the_baseline(trained):
-    store, run_id, fit_metrics = trained
+def test_tune_adopts_the_best_trial_checkpoint(trained):
+    store, result = trained
+    assert result["trials"] == 2 and result["promoted"]
     run = ModelStore(store).load("deblur")
-    assert run.run_id == run_id
-    assert {"model.pt", "config.json", "history.csv", "history.png", "samples.png"} <= {
+    assert run.run_id == result["run_id"]
+    assert {"model.pt", "config.json", "history.csv", "history.png", "samples.png", "tune_results.csv"} <= {
         p.name for p in run.model_dir.iterdir()}
     history = pd.read_csv(run.model_dir / "history.csv")
     assert list(history["epoch"]) == [1, 2]
-    assert {"val_ssim", "val_psnr", "val_blur_ssim", "val_blur_psnr"} <= set(fit_metrics)
-    assert fit_metrics["val_ssim"] == pytest.approx(history["val_ssim"].max())
+    assert {"val_ssim", "val_psnr", "val_blur_ssim", "val_blur_psnr"} <= set(result)
+    # the stored model is the winning trial's best epoch itself, not a retrained one
+    assert result["val_ssim"] == pytest.approx(result["trial_val_ssim"])
+    assert result["val_ssim"] == pytest.approx(history["val_ssim"].max())
+    assert pd.read_csv(run.model_dir / "tune_results.csv")["val_ssim"].max() == pytest.approx(result["val_ssim"])
 
 
 def test_submission_is_scored_against_the_do_nothing_baseline(trained, deblur_data, tmp_path):
-    store, run_id, _ = trained
+    store, result = trained
     summary = submit("deblur", deblur_data, tmp_path / "sub", store)
-    assert summary["run_id"] == run_id and summary["rows"] == len(jpeg_names(deblur_data / "test" / "blur"))
+    assert summary["run_id"] == result["run_id"] and summary["rows"] == len(jpeg_names(deblur_data / "test" / "blur"))
     assert jpeg_names(tmp_path / "sub" / "original") == jpeg_names(deblur_data / "test" / "blur")
     truth = deblur_data / "test" / "original_truth"
     restored = FMT.score(tmp_path / "sub", truth)
@@ -94,11 +98,11 @@ def test_submission_is_scored_against_the_do_nothing_baseline(trained, deblur_da
 
 
 def test_serving_answers_a_png_of_the_same_size(trained, deblur_data):
-    store, _, _ = trained
+    store, _ = trained
     task = get_task("deblur")
     run = ModelStore(store).load("deblur")
     predictor = task.predictor_class(str(run.model_dir))
-    first = sorted((deblur_data / "test" / "blur").glob("*.jpg"))[0]
+    first = min((deblur_data / "test" / "blur").glob("*.jpg"))
     request = DeblurRequest(image=base64.b64encode(first.read_bytes()).decode("ascii"))
     rows, batched = task.request_rows(request)
     out = predictor({"image": np.stack([rows[0]["image"]])})
@@ -111,14 +115,3 @@ def test_serving_answers_a_png_of_the_same_size(trained, deblur_data):
     assert bad.value.status == 415
 
 
-def test_tune_adopts_the_best_trial_checkpoint(ray_local, deblur_data, tmp_path):
-    from tuning.runner import sweep
-
-    result = sweep("deblur", deblur_data, str(tmp_path / "store"), samples=2, max_concurrent=1,
-                   fixed={**TINY, "channels": 8, "blocks": 1})
-    assert result["trials"] == 2 and result["promoted"]
-    run = ModelStore(str(tmp_path / "store")).load("deblur")
-    assert {"model.pt", "history.csv", "samples.png", "tune_results.csv"} <= {p.name for p in run.model_dir.iterdir()}
-    # the stored model is the winning trial's best epoch itself, not a retrained one
-    assert result["val_ssim"] == pytest.approx(result["trial_val_ssim"])
-    assert pd.read_csv(run.model_dir / "tune_results.csv")["val_ssim"].max() == pytest.approx(result["val_ssim"])

@@ -12,6 +12,7 @@ from facelab import metrics
 from facelab.errors import FacelabError
 from facelab.formats import get_format
 from facelab.formats.detect import truth_boxes, voc_items
+from facelab.formats.images import load_rgb
 from facelab.store import ModelStore
 from facelab.tasks import get_task
 from facelab.tasks.detect import DetectPredictor, detector_from, evaluate
@@ -65,11 +66,9 @@ def test_default_detector_on_real_faces(data_root):
     ORL portrait; its 5 landmarks lie inside the box."""
     detect = detector_from(TASK.default_config)
     items = voc_items(data_root / "facemask_voc").iloc[:4]
-    from facelab.tasks.detect import load_image
-
     hits = total = 0
     for path, boxes in zip(items["path"], items["boxes"]):
-        faces = detect(load_image(path))
+        faces = detect(load_rgb(path))
         for box in json.loads(boxes):
             total += 1
             hits += any(metrics.iou(f.box, box) >= 0.5 for f in faces)
@@ -77,7 +76,7 @@ def test_default_detector_on_real_faces(data_root):
             x0, y0, x1, y1 = f.box
             assert ((f.landmarks[:, 0] >= x0 - 2) & (f.landmarks[:, 0] <= x1 + 2)).mean() >= 0.8
     assert hits / total >= 0.6
-    portrait = load_image(data_root / "orl_faces" / "s1" / "1.pgm")
+    portrait = load_rgb(data_root / "orl_faces" / "s1" / "1.pgm")
     assert len(detector_from({**TASK.default_config, "min_side": 160, "pad": 0.15})(portrait)) >= 1
 
 
@@ -136,3 +135,18 @@ def test_request_rows_and_response(cartoons, tmp_path):
 def test_truth_boxes_of_the_synthetic_test_split(cartoons):
     boxes, labels = truth_boxes(Path(cartoons) / "test")
     assert len(boxes) == 4 and all(len(b) == len(labels[f]) >= 1 for f, b in boxes.items())
+
+
+def test_detect_bench_table_on_a_fake_data_root(cartoons, tmp_path):
+    """The bench's table, CSV and PR plot, on cartoon VOC images and cartoon 'crops' (no Ray)."""
+    from facelab.detect_bench import best_voc, run_bench
+
+    root = tmp_path / "data"
+    shutil.copytree(cartoons / "val", root / "facemask_voc")
+    shutil.copytree(cartoons / "test" / "images", root / "orl_faces" / "s1")
+    table = run_bench(root, tmp_path / "bench", detectors=["mediapipe"], min_sides=[160], limit=3,
+                      sets=["facemask_voc", "orl_faces"], run_all=lambda calls: {k: f(*a) for k, (f, a) in calls.items()})
+    voc, crops = table.set_index("dataset").loc["facemask_voc"], table.set_index("dataset").loc["orl_faces"]
+    assert voc["ap50"] > 0.6 and crops["n_images"] == 3 and crops["detection_rate"] == 1.0
+    assert best_voc(table)["model"] == "mediapipe"
+    assert (tmp_path / "bench" / "bench.csv").is_file() and (tmp_path / "bench" / "pr_curves.png").is_file()

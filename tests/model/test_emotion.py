@@ -29,7 +29,7 @@ def trained(ray_local, emotion_data, tmp_path_factory):
     """`facelab train` with the task's small CPU config, stored and promoted."""
     task = get_task("emotion")
     store = str(tmp_path_factory.mktemp("emotion-store"))
-    config = {**task.demo_config, "epochs": 8, "storage_path": str(tmp_path_factory.mktemp("emotion-runs"))}
+    config = {**task.demo_config, "storage_path": str(tmp_path_factory.mktemp("emotion-runs"))}
     run_id, metrics = train("emotion", emotion_data, store, config=config, promote=True)
     return store, ModelStore(store).load("emotion", run_id), metrics
 

@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from facelab.torch_train import TorchRecipe, fit_torch, load_model
 
 torch = pytest.importorskip("torch")
 
 # Train workers cannot import test modules: ship this module's recipes by value.
-import ray.cloudpickle  # noqa: E402
+import ray.cloudpickle
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

@@ -16,7 +16,7 @@ from facelab.store import ModelStore
 from facelab.tasks.age_bins import SEED_CROP
 
 HUES = {"10-20": (200, 40, 40), "50-60": (40, 200, 40), "80-90": (40, 40, 200)}
-TINY = {"model": "yolov8n", "imgsz": 32, "epochs": 4, "batch": 16, "lr0": 0.003, "warmup_epochs": 0,
+TINY = {"model": "yolov8n", "imgsz": 32, "epochs": 5, "batch": 16, "lr0": 0.002, "lrf": 1.0, "warmup_epochs": 0,
         "auto_augment": None, "erasing": 0.0, "plots": False, "merge_val": True, "crop_double": SEED_CROP}
 
 
@@ -33,7 +33,7 @@ def _write_split(root, split, per_bin, rng):
 def colour_bins(tmp_path_factory):
     root = tmp_path_factory.mktemp("age-bins-data")
     rng = np.random.default_rng(0)
-    for split, per_bin in (("train", 12), ("val", 4)):
+    for split, per_bin in (("train", 24), ("val", 6)):
         _write_split(root, split, per_bin, rng).to_csv(root / f"{split}.csv", index=False)
     test = _write_split(root, "test", 6, rng)
     test.to_csv(root / "test_truth.csv", index=False)

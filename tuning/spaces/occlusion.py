@@ -1,17 +1,23 @@
-"""Occlusion search space (Optuna define-by-run): the female:male loss weight with the learning rate.
+"""Occlusion search space (Optuna define-by-run), run under ASHA over epochs: the female:male
+loss weight with the learning rate.
 
 The seed tried female weights 1.0-1.5 (best 1.05 after 3 epochs, unstable) and kept 1.0 in its
-final colour/grey ensemble; the range goes a little beyond on both sides. Everything else comes
-from the task's default config (ensemble on, level weights on).
+final colour/grey ensemble; the range goes a little beyond on both sides. Everything else is the
+task's default config (ensemble on, level weights on).
 """
 
 from __future__ import annotations
+
+from facelab.tasks.occlusion import OcclusionTask
+
+# ASHA on the reported `epoch`: rungs at 3, 6, 12, 24 epochs up to the config's epochs
+asha = {"time_attr": "epoch", "max_t": 30, "grace_period": 3, "reduction_factor": 2}
 
 
 def space(trial) -> dict:
     trial.suggest_float("female_weight", 0.8, 2.0, log=True)
     trial.suggest_float("lr", 1e-4, 3e-3, log=True)
-    return {}
+    return {k: v for k, v in OcclusionTask.default_config.items() if k not in trial.params}
 
 
 # The seed's final model (no gender weight) and its best gender weight are always tried.

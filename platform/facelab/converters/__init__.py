@@ -23,6 +23,7 @@ _CONVERTERS: dict[str, str] = {
     "crowd": "facelab.converters.crowd:convert",
     "verify": "facelab.converters.verify:convert",
     "deblur": "facelab.converters.deblur:convert",
+    "tracks": "facelab.converters.tracks:convert",
 }
 
 

@@ -43,8 +43,8 @@ def motion_kernel(length: int, angle: float) -> np.ndarray:
     c, r = (size - 1) / 2, (length - 1) / 2
     dx, dy = r * np.cos(np.deg2rad(angle)), r * np.sin(np.deg2rad(angle))
     shift = 4  # sub-pixel end points (cv2 fixed point) so short diagonals are not jagged
-    start = (int(round((c - dx) * 2 ** shift)), int(round((c - dy) * 2 ** shift)))
-    end = (int(round((c + dx) * 2 ** shift)), int(round((c + dy) * 2 ** shift)))
+    start = (round((c - dx) * 2 ** shift), round((c - dy) * 2 ** shift))
+    end = (round((c + dx) * 2 ** shift), round((c + dy) * 2 ** shift))
     cv2.line(kernel, start, end, 1.0, thickness=1, lineType=cv2.LINE_AA, shift=shift)
     return kernel / kernel.sum()
 

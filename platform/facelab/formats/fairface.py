@@ -14,7 +14,9 @@ into dates (`03-Sep` for 3-9, `Oct-19` for 10-19) are bad rows that say so.
 Read columns: `_file`, `_row`, `file`, `embedding` (float32), `age`, `gender`, `race` ("" where
 a test file has no label). Submission predictions: a DataFrame `file,age,gender,race`, written
 as that CSV (in test order when `data` holds a test file). Score: accuracy and macro-F1 per
-attribute against a truth CSV in the label layout, joined on `file`.
+attribute against a truth CSV in the label layout, joined on `file`, and each attribute's
+accuracy per true gender and per true race (`age_accuracy|race=Black`: the fairness slices);
+`plots`: a confusion matrix per attribute.
 """
 
 from __future__ import annotations
@@ -154,8 +156,22 @@ class FairFaceFormat(Format):
         for i, name in enumerate(ref["file"]):
             if name not in position:
                 raise DataError(BadRow(str(truth), i + 2, "file", f"no prediction for '{name}' in {submission}"))
-        aligned = sub.iloc[[position[name] for name in ref["file"]]]
-        return metrics.per_attribute({a: ref[a].tolist() for a in attrs}, {a: aligned[a].tolist() for a in attrs})
+        aligned = sub.iloc[[position[name] for name in ref["file"]]].reset_index(drop=True)
+        scores = metrics.per_attribute({a: ref[a].tolist() for a in attrs}, {a: aligned[a].tolist() for a in attrs})
+        return {**scores, **slice_accuracies(ref, aligned, attrs, labels)}
+
+    def plots(self, submission: Path, truth: Path, out: Path) -> list[Path]:
+        """A row-normalised confusion matrix per attribute."""
+        from facelab import plots
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        ref, sub = pd.read_csv(truth, dtype=str, keep_default_na=False), pd.read_csv(submission, dtype=str,
+                                                                                    keep_default_na=False)
+        aligned = ref[["file"]].merge(sub, on="file", how="left")
+        labels = label_sets(Path(truth).parent)
+        return [plots.confusion_matrix_png(ref[a], aligned[a].fillna(""), labels[a], Path(out) / f"confusion_{a}.png",
+                                           title=f"fairface {a}: {Path(submission).name}")
+                for a in ATTRIBUTES if a in ref and a in sub]
 
     def synthesize(self, out: Path, *, n: int = 1000, seed: int = 0) -> Path:
         """FaceNet-like 512-d unit embeddings from which the labels are decodable, with noise.
@@ -221,6 +237,20 @@ class _LatentSpace:
         ])
         x = latent @ self.linear + np.tanh(latent @ self.bent) + rng.normal(0, self.noise, (size, self.dim))
         return l2_normalize(x)
+
+
+def slice_accuracies(truth: pd.DataFrame, pred: pd.DataFrame, attrs: list[str], labels: dict) -> dict[str, float]:
+    """Each attribute's accuracy within each true gender and each true race (rows aligned)."""
+    out = {}
+    for group in ("gender", "race"):
+        if group not in attrs:
+            continue
+        for value in labels[group]:
+            rows = (truth[group] == value).to_numpy()
+            if rows.any():
+                out.update({f"{a}_accuracy|{group}={value}": float((truth[a][rows] == pred[a][rows]).mean())
+                            for a in attrs})
+    return out
 
 
 def _columns(frame: pd.DataFrame, source: str, names: list[str]) -> pd.DataFrame:

@@ -265,7 +265,7 @@ class TracksFormat(Format):
         """Identities on a 200-d subspace of the 512-d unit sphere; 10-frame tracks.
 
         Each person has a centre and 3 references near it; each track has its own offset
-        (pose, light) and per-frame noise. About 20% of frames are low quality: mostly noise
+        (pose, light) and per-frame noise. About a third of frames are low quality: mostly noise
         drawn towards one shared "blurry face" direction, so the plain mean of a track is pulled
         towards other people's tracks and a quality-aware aggregation clearly beats it. Frame
         descriptors keep their norm, as the MCS2019 winner's re-run encoder did: good frames have
@@ -274,15 +274,10 @@ class TracksFormat(Format):
         people in test (truth in test_truth/).
         """
         rng = np.random.default_rng(seed)
-        out = Path(out)
-        (out / TRUTH).mkdir(parents=True, exist_ok=True)
         world = _World(rng)
         train = world.people(n, val_share=0.2)
         test = world.people(max(n // 2, 4), val_share=0.0)
-        _write_split(out, LAYOUTS["train"], train, labelled=True, rng=rng)
-        test_order = _write_split(out, LAYOUTS["test"], test, labelled=False, rng=rng)
-        test_order.to_csv(out / TRUTH / "track_order_df.csv", index=False)
-        return out
+        return write_layout(Path(out), train, test, rng)
 
 
 def split_pairs(tracks: np.ndarray, track_people: np.ndarray, references: np.ndarray,
@@ -355,18 +350,35 @@ class _World:
                 "gt_descriptors": refs.reshape(-1, DIM).astype(np.float32)}
 
 
+def write_layout(out: Path, train: dict, test: dict, rng: np.random.Generator) -> Path:
+    """Write the MCS2019 files of a train and a test split (dicts as `_World.people` makes:
+    `frames` (person_id, video_id, track_id, frame_id, is_val, and optionally the image path
+    and geometry columns), `descriptors` row-aligned with it, `order`, `gt`, `gt_descriptors`)
+    and the test truth in test_truth/."""
+    (out / TRUTH).mkdir(parents=True, exist_ok=True)
+    _write_split(out, LAYOUTS["train"], train, labelled=True, rng=rng)
+    test_order = _write_split(out, LAYOUTS["test"], test, labelled=False, rng=rng)
+    test_order.to_csv(out / TRUTH / "track_order_df.csv", index=False)
+    return out
+
+
+GEOMETRY = ["bbox_x", "bbox_y", "bbox_w", "bbox_h", *[f"{a}{k}" for k in range(5) for a in "xy"]]
+
+
 def _write_split(out: Path, layout: Layout, data: dict, *, labelled: bool, rng: np.random.Generator) -> pd.DataFrame:
-    """Write one split's files; returns its track order (with person ids)."""
+    """Write one split's files; returns its track order (with person ids). Image paths and
+    geometry the data lacks are made up (synthetic data has no images)."""
     frames, descriptors = data["frames"], data["descriptors"]
     shuffle = rng.permutation(len(frames))  # the files need not list frames in track order
     frames, descriptors = frames.iloc[shuffle].reset_index(drop=True), descriptors[shuffle]
-    names = [f"{t}/{f}" for t, f in zip(frames.track_id, frames.frame_id)]
-    geometry = _geometry(rng, len(frames))
-    frames = pd.concat([_image_paths(names, "crops", "warps"), frames, geometry], axis=1)
-    columns = ["crop_path", "warp_path", "person_id", "video_id", "track_id", "frame_id", *geometry.columns, "is_val"]
+    if "crop_path" not in frames:
+        names = [f"{t}/{f}" for t, f in zip(frames.track_id, frames.frame_id)]
+        frames = pd.concat([_image_paths(names, "crops", "warps"), frames, _geometry(rng, len(frames))], axis=1)
+    columns = ["crop_path", "warp_path", "person_id", "video_id", "track_id", "frame_id", *GEOMETRY, "is_val"]
     order = data["order"].sample(frac=1, random_state=int(rng.integers(1 << 31))).reset_index(drop=True)
     gt = data["gt"]
-    gt = pd.concat([_image_paths(gt.person_img_id, "gt", "gt_warps"), gt, _geometry(rng, len(gt))], axis=1)
+    if "crop_path" not in gt:
+        gt = pd.concat([_image_paths(gt.person_img_id, "gt", "gt_warps"), gt, _geometry(rng, len(gt))], axis=1)
     csv, npy = layout.references
     if labelled:
         frames[columns].to_csv(out / layout.frames, index=False)

@@ -24,6 +24,8 @@ _IMPLEMENTED = {
     "mask": "facelab.tasks.mask:MaskTask",
     "age-bins": "facelab.tasks.age_bins:AgeBinsTask",
     "deblur": "facelab.tasks.deblur:DeblurTask",
+    "tracks": "facelab.tasks.tracks:TracksTask",
+    "fairface": "facelab.tasks.fairface:FairFaceTask",
 }
 
 

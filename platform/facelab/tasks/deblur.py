@@ -243,7 +243,7 @@ class DeblurTask(TorchTask):
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
         import base64
 
-        first = sorted((Path(data) / "test" / "blur").glob("*.jpg"))[0]
+        first = min((Path(data) / "test" / "blur").glob("*.jpg"))
         return ({"image": base64.b64encode(first.read_bytes()).decode("ascii")},
                 {"image": base64.b64encode(b"not an image").decode("ascii")})
 

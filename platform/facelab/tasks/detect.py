@@ -27,6 +27,7 @@ import pandas as pd
 from facelab import metrics, plots
 from facelab.formats import Read
 from facelab.formats.detect import detections_frame
+from facelab.formats.images import load_rgb
 from facelab.tasks.base import Task
 from facelab.tasks.yolo_base import ImageRequest  # one base64 image or a batch (shared with emotion, age-gender)
 
@@ -40,20 +41,14 @@ def detector_from(config: dict):
                         threshold=None if threshold is None else float(threshold))
 
 
-def load_image(path: str) -> np.ndarray:
-    from facelab.formats.images import load_rgb
-
-    return load_rgb(path)
-
-
 def detect_paths(config: dict, paths: list[str]) -> tuple[list[list], float, float]:
     """Faces of each image file under `config`, and the wall-clock and CPU milliseconds per image
     of the detector calls (decoding and model loading excluded)."""
     detect, found, wall, cpu = detector_from(config), [], 0.0, 0.0
     if paths:
-        detect(load_image(paths[0]))  # loads the model
+        detect(load_rgb(paths[0]))  # loads the model
     for path in paths:
-        image = load_image(path)
+        image = load_rgb(path)
         w, c = time.perf_counter(), time.process_time()
         found.append(detect(image))
         wall, cpu = wall + time.perf_counter() - w, cpu + time.process_time() - c
@@ -79,7 +74,7 @@ class DetectPredictor:
         self.detect = detector_from(self.config)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        images = batch["image"] if "image" in batch else [load_image(p) for p in batch["path"]]
+        images = batch["image"] if "image" in batch else [load_rgb(p) for p in batch["path"]]
         out = {"faces": np.array([json.dumps([f.as_dict() for f in self.detect(im)]) for im in images], dtype=object)}
         out.update({k: batch[k] for k in ("_row", "file") if k in batch})
         return out

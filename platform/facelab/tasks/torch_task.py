@@ -59,9 +59,11 @@ class TorchTask(Task):
         import ray
         from ray import tune
 
-        spare = max(0.5, float(ray.cluster_resources().get("CPU", 1)) - 1)
+        trials = self.tune_concurrency()
+        # one whole CPU stays free for Ray Data (its default tasks ask 1 CPU each)
+        spare = max(0.5, float(ray.cluster_resources().get("CPU", 1)) - 1 - TRIAL_DRIVER_CPU * trials)
         return tune.with_resources(tune.with_parameters(torch_trial, task_name=self.name, datasets=self.trial_data(data),
-                                                        cpus_per_trial=spare / self.tune_concurrency()), {"cpu": TRIAL_DRIVER_CPU})
+                                                        cpus_per_trial=spare / trials), {"cpu": TRIAL_DRIVER_CPU})
 
     def fit_from_trial(self, result, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
         """A finished trial's best checkpoint (kept by its CheckpointConfig) as the model folder."""

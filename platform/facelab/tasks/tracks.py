@@ -17,7 +17,6 @@ Training goes through the shared Ray Train mechanism (`facelab.torch_train.fit_t
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -30,9 +29,9 @@ from facelab import metrics, plots
 from facelab.errors import FacelabError
 from facelab.formats import Read
 from facelab.formats.embeddings import l2_normalize
-from facelab.formats.tracks import LAYOUTS, mean_baseline, split_pairs, track_frames
-from facelab.tasks.base import Task
-from facelab.torch_train import TorchRecipe, fit_torch, load_model
+from facelab.formats.tracks import mean_baseline, split_pairs, track_frames
+from facelab.tasks.prepared_torch import Prepared, PreparedTorchTask
+from facelab.torch_train import TorchRecipe, load_model
 
 FPRS = (1e-6, 1e-5, 1e-4, 1e-3)
 MAX_FRAMES, MAX_DIM, MAX_REFERENCES = 256, 4096, 10_000
@@ -121,7 +120,7 @@ class TrackRecipe(TorchRecipe):
     """The aggregator as a TorchRecipe. Built with the data (`TrackData`) for training; bare
     for loading a model folder (the PCA then comes from the saved weights)."""
 
-    def __init__(self, data: "TrackData | None" = None):
+    def __init__(self, data: TrackData | None = None):
         self.data = data
 
     def build_model(self, config: dict):
@@ -220,15 +219,6 @@ class TrackData:
         return out
 
 
-@dataclass
-class PreparedTracks:
-    """The tracks of training and validation people (Ray Datasets) and the recipe's data."""
-
-    train: object  # ray.data.Dataset
-    val: object  # ray.data.Dataset
-    data: TrackData
-
-
 def _summaries(batch: pd.DataFrame) -> pd.DataFrame:
     """Per track: who, which split, how many frames, and the mean baseline's descriptor."""
     return pd.DataFrame({"_row": batch["_row"], "person_id": batch["person_id"], "is_val": batch["is_val"],
@@ -243,7 +233,7 @@ def _val_people(summary: pd.DataFrame, share: float, seed: int) -> set[str]:
     if (flags["min"] == flags["max"]).all() and 0 < flags["min"].sum() < len(flags):
         return set(flags.index[flags["max"].astype(bool)])
     people = np.array(sorted(flags.index))
-    count = max(1, int(round(share * len(people))))
+    count = max(1, round(share * len(people)))
     return set(np.random.default_rng(seed).permutation(people)[:count])
 
 
@@ -271,7 +261,7 @@ def _auto_centre(summary: pd.DataFrame, refs: np.ndarray, ref_people: np.ndarray
     return float((np.median(positive) + np.quantile(negative, 0.01)) / 2)
 
 
-def prepare_tracks(data: dict[str, Read], config: dict) -> PreparedTracks:
+def prepare_tracks(data: dict[str, Read], config: dict) -> Prepared:
     """Split the training tracks by person, fit the PCA, measure the baseline and the centre."""
     tracks = data["train"].dataset.materialize()
     summary = tracks.map_batches(_summaries, batch_format="pandas").to_pandas()
@@ -302,14 +292,14 @@ def prepare_tracks(data: dict[str, Read], config: dict) -> PreparedTracks:
         train_references=ref_vectors[train_ref], train_reference_people=ref_people[train_ref],
         val_references=ref_vectors[is_val_ref], val_reference_people=ref_people[is_val_ref],
         pca_mean=mean, pca_components=components, pca_sample=sample,
-        derived={"dim": dim, "pca_fitted": int(len(components)), "max_frames": int(summary.n_frames.max()),
+        derived={"dim": dim, "pca_fitted": len(components), "max_frames": int(summary.n_frames.max()),
                  "centre": _auto_centre(train_summary, ref_vectors[train_ref], ref_people[train_ref],
                                         int(config.get("seed", 0))),
                  "val_people": len(val_names), "train_people": len(people) - len(val_names)})
     val_summary = summary[summary.person_id.isin(val_people)]
     prepared.baseline = prepared.val_scores(np.stack(val_summary.baseline), val_summary.person_index.to_numpy(),
                                             "val_baseline_")
-    return PreparedTracks(train, val, prepared)
+    return Prepared({"train": train, "val": val}, prepared)
 
 
 # --- prediction -----------------------------------------------------------------------------------
@@ -420,15 +410,15 @@ class TrackPredictor:
 
 # --- the task -------------------------------------------------------------------------------------
 
-class TracksTask(Task):
+class TracksTask(PreparedTorchTask):
     name = "tracks"
     seed = "003 MCS2019, 1st place: PCA-200 + softmax-code aggregator"
     metric = METRIC
     mode = "max"
     default_config: ClassVar[dict] = {
-        "model": "aggregator", "pca_dim": 200, "code_size": 1000, "temperature": 0.1, "quality": "norm",
-        "margin": 0.11, "centre": "auto", "neg_weight": 250.0, "lr": 3e-4, "weight_decay": 0.0,
-        "lr_drop": 3.0, "lr_drop_epoch": 10, "epochs": 30, "batch_size": 128, "val_share": 0.2, "seed": 0,
+        "model": "aggregator", "pca_dim": 200, "code_size": 1000, "temperature": 1.0, "quality": "norm",
+        "quality_power": 4.0, "margin": 0.05, "centre": "auto", "neg_weight": 10.0, "lr": 1e-4, "weight_decay": 0.0,
+        "lr_drop": 3.0, "lr_drop_epoch": 10, "epochs": 10, "batch_size": 64, "val_share": 0.2, "seed": 0,
     }
     fit_splits = ("train",)
     Request = TrackRequest
@@ -445,43 +435,32 @@ class TracksTask(Task):
         reads["references"] = Read(ray.data.from_pandas(frame), [])
         return reads
 
-    def trial_data(self, data: dict[str, Read]) -> PreparedTracks:
-        return prepare_tracks(data, self.default_config)
+    def prepare_data(self, data: dict[str, Read], config: dict) -> Prepared:
+        return prepare_tracks(data, config)
 
-    def _train(self, config: dict, prepared: PreparedTracks, model_dir: Path | None, *, in_tune: bool) -> dict[str, float]:
-        return fit_torch(TrackRecipe(prepared.data), prepared.data.config(config),
-                         {"train": prepared.train, "val": prepared.val}, model_dir,
-                         metric=METRIC, mode="max", name=f"tracks-{uuid.uuid4().hex[:12]}", in_tune=in_tune)
+    def trainer_inputs(self, config: dict, state: TrackData) -> tuple[TrackRecipe, dict]:
+        return TrackRecipe(state), state.config(config)
 
-    def evaluate_config(self, config: dict, data: PreparedTracks) -> dict[str, float]:
-        return {**self._train(config, data, None, in_tune=True), **data.data.baseline}
-
-    def fit(self, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
-        prepared = prepare_tracks(data, config)
-        model_dir = Path(model_dir)
-        best = self._train(config, prepared, model_dir, in_tune=False)
-        return {**best, **self._compare_on_val(prepared, model_dir)}
-
-    def _compare_on_val(self, prepared: PreparedTracks, model_dir: Path) -> dict[str, float]:
+    def after_fit(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float]) -> dict:
         """The trained model against the mean baseline on the validation people: scores, the
         ROC of both, and the distance threshold at FPR 1e-4 that `match` uses."""
         from facelab.predict import predict_dataset
 
-        data = prepared.data
-        val = prepared.val.map_batches(_summaries, batch_format="pandas").to_pandas().sort_values("_row")
-        predicted = predict_dataset(self, model_dir, prepared.val, actors=1)
-        people = val.person_id.map(data.person_index).to_numpy()
-        aggregated = np.stack(predicted.descriptor)
-        curves = {name: split_pairs(vectors, people, data.val_references, data.val_reference_people)
+        prepared = self.trial_data(data)
+        state, val_tracks = prepared.state, prepared.datasets["val"]
+        val = val_tracks.map_batches(_summaries, batch_format="pandas").to_pandas().sort_values("_row")
+        aggregated = np.stack(predict_dataset(self, model_dir, val_tracks, actors=1).descriptor)
+        people = val.person_id.map(state.person_index).to_numpy()
+        curves = {name: split_pairs(vectors, people, state.val_references, state.val_reference_people)
                   for name, vectors in (("aggregator", aggregated), ("mean baseline", np.stack(val.baseline)))}
         plots.roc_png(curves, model_dir / "val_roc.png", title="tracks: validation people")
-        _, negative = curves["aggregator"]
-        limit = max(0, int(np.floor(1e-4 * len(negative))))
-        threshold = float(np.sort(negative)[limit] - 1e-6) if len(negative) else 0.0
+        negative = np.sort(curves["aggregator"][1])
+        threshold = float(negative[int(np.floor(1e-4 * len(negative)))] - 1e-6)
         (model_dir / THRESHOLDS_FILE).write_text(json.dumps({"fpr": 1e-4, "distance": threshold}))
-        derived = data.derived
-        return {**data.baseline, **data.val_scores(aggregated, people, "val_"), "val_people": float(derived["val_people"]),
-                "train_people": float(derived["train_people"]), "auto_centre": float(derived["centre"])}
+        derived = state.derived
+        return {**metrics, **state.baseline, **state.val_scores(aggregated, people, "val_"),
+                "val_people": float(derived["val_people"]), "train_people": float(derived["train_people"]),
+                "auto_centre": float(derived["centre"])}
 
     def request_rows(self, request: TrackRequest) -> tuple[list[dict], bool]:
         if request.frames is not None:
@@ -500,5 +479,5 @@ class TracksTask(Task):
         return predictions[["track_id", "descriptor"]]
 
 
-__all__ = ["LAYOUTS", "TrackData", "TrackPredictor", "TrackRecipe", "TracksTask", "contrastive_loss",
-           "pad_tracks", "prepare_tracks"]
+__all__ = ["TrackData", "TrackPredictor", "TrackRecipe", "TracksTask", "contrastive_loss", "pad_tracks",
+           "prepare_tracks"]

@@ -1,0 +1,174 @@
+"""MCS2019 tracks (seed 003): the aggregator's parts checked by hand, then train -> submit -> score
+and a small Tune sweep through Ray Train on synthetic tracks, against the mean baseline."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from facelab.formats import get_format
+from facelab.formats.tracks import LAYOUTS, SUBMISSION, TRUTH, mean_baseline, track_frames
+from facelab.predict import submit
+from facelab.store import ModelStore
+from facelab.tasks.tracks import (
+    AggregateRequest,
+    MatchRequest,
+    TrackPredictor,
+    TrackRequest,
+    build_aggregator,
+    contrastive_loss,
+    pad_tracks,
+)
+from facelab.train import train
+
+torch = pytest.importorskip("torch")
+FMT = get_format("tracks")
+
+
+def _aggregator(quality="none", power=1.0, dim=6, pca=4, code=8, seed=0):
+    torch.manual_seed(seed)
+    model = build_aggregator({"dim": dim, "pca_fitted": pca, "code_size": code, "temperature": 1.0,
+                              "quality": quality, "quality_power": power})
+    with torch.no_grad():
+        model.components.copy_(torch.linalg.qr(torch.randn(dim, pca))[0].T)
+        model.encoder.weight.normal_()
+        model.decoder.weight.normal_()
+    return model.eval()
+
+
+def test_pad_tracks_pads_masks_and_cuts():
+    tracks = [np.ones((2, 3)), np.full((4, 3), 2.0)]
+    frames, mask = pad_tracks(tracks, 3)
+    assert frames.shape == (2, 3, 3) and frames.dtype == np.float32
+    assert mask.tolist() == [[True, True, False], [True, True, True]]
+    assert frames[0, 2].tolist() == [0, 0, 0] and (frames[1] == 2).all()
+
+
+def test_contrastive_loss_hand_checked():
+    e1, e2 = torch.eye(2)
+    config = {"centre": 1.0, "margin": 0.1, "neg_weight": 2.0}  # tp = 0.9, tn = 1.1
+    # the track sits on its own reference (d = 0) and sqrt 2 from the other: both hinges are slack
+    loss = contrastive_loss(e1[None], torch.stack([e1, e2]), torch.tensor([[True, False]]), config)
+    assert float(loss) == pytest.approx(0.0, abs=1e-3)
+    # the other way round: positive d = sqrt 2 -> sqrt 2 - 0.9; negative d = 0 -> 2 * 1.1
+    loss = contrastive_loss(e1[None], torch.stack([e1, e2]), torch.tensor([[False, True]]), config)
+    assert float(loss) == pytest.approx(np.sqrt(2) - 0.9 + 2 * 1.1, abs=1e-3)
+
+
+def test_aggregator_is_a_set_function_of_the_real_frames():
+    model = _aggregator()
+    frames = torch.randn(1, 5, 6)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    with torch.no_grad():
+        out = model(frames, mask)
+        shuffled = model(frames[:, torch.randperm(5)], mask)
+        padded = model(torch.cat([frames, 9 * torch.randn(1, 3, 6)], 1), torch.cat([mask, torch.zeros(1, 3, dtype=torch.bool)], 1))
+        scaled = model(frames * 3, mask)  # without quality weighting the frames' norms do not count
+    assert out.shape == (1, 6) and float(out.norm()) == pytest.approx(1.0, abs=1e-5)
+    for other in (shuffled, padded, scaled):
+        assert torch.allclose(out, other, atol=1e-5)
+
+
+def test_quality_weighting_discounts_low_norm_frames():
+    good = torch.randn(1, 4, 6) * 7
+    bad = torch.randn(1, 1, 6) * 0.5  # one noisy, low-norm frame
+    mask5, mask4 = torch.ones(1, 5, dtype=torch.bool), torch.ones(1, 4, dtype=torch.bool)
+    shifts = {}
+    for quality in ("none", "norm"):
+        model = _aggregator(quality=quality, power=4.0)
+        with torch.no_grad():
+            shifts[quality] = float((model(torch.cat([good, bad], 1), mask5) - model(good, mask4)).norm())
+    assert shifts["norm"] < 1e-3 < shifts["none"]
+
+
+def test_request_schemas():
+    TrackRequest(frames=[[0.1, 0.2], [0.3, 0.4]])
+    TrackRequest(tracks=[[[0.1, 0.2]], [[0.3, 0.4], [0.5, 0.6]]])
+    for bad in ({}, {"frames": [[0.1, 0.2], [0.3]]}, {"frames": [[0.1, float("nan")]]},
+                {"frames": [[0.1]], "tracks": [[[0.1]]]}, {"frames": []}):
+        with pytest.raises(ValidationError):
+            TrackRequest(**bad)
+    with pytest.raises(ValidationError, match="same dimension"):
+        MatchRequest(frames=[[0.1, 0.2]], references=[[0.1, 0.2, 0.3]])
+    with pytest.raises(ValidationError, match="one reference id per reference"):
+        MatchRequest(frames=[[0.1, 0.2]], references=[[0.1, 0.2]], reference_ids=["a", "b"])
+
+
+# --- Ray Train on synthetic tracks ---------------------------------------------------------------
+
+SMALL = {"epochs": 2, "code_size": 250}
+
+
+@pytest.fixture(scope="module")
+def tracks_data(tmp_path_factory):
+    return FMT.synthesize(tmp_path_factory.mktemp("tracks-data"), n=40, seed=3)
+
+
+@pytest.fixture(scope="module")
+def trained(ray_local, tracks_data, tmp_path_factory):
+    store = str(tmp_path_factory.mktemp("tracks-store"))
+    run_id, metrics = train("tracks", tracks_data, store, config=SMALL, promote=True)
+    return store, run_id, metrics
+
+
+def _baseline_score(data, tmp_path):
+    tracks = track_frames(data, "test")
+    frame = pd.DataFrame({"track_id": list(tracks), "descriptor": [mean_baseline(f) for f in tracks.values()]})
+    return FMT.score(FMT.write_submission(frame, tmp_path / "baseline", data=data), data / TRUTH)
+
+
+def test_training_stores_the_aggregator_with_its_validation_comparison(trained):
+    store, run_id, metrics = trained
+    run = ModelStore(store).load("tracks", run_id)
+    assert {"model.pt", "config.json", "history.csv", "val_roc.png", "thresholds.json"} <= {
+        p.name for p in run.model_dir.iterdir()}
+    config = json.loads((run.model_dir / "config.json").read_text())
+    assert config["dim"] == 512 and config["pca_fitted"] <= 200 and config["max_frames"] == 10
+    assert metrics["val_people"] >= 2 and metrics["train_people"] >= 2
+    # the learned aggregator (norm-weighted codes) is at least as good as the plain mean on unseen people
+    assert metrics["val_tpr@fpr=1e-03"] >= metrics["val_baseline_tpr@fpr=1e-03"]
+
+
+def test_submission_in_track_order_beats_the_baseline(trained, tracks_data, tmp_path):
+    store, _, _ = trained
+    summary = submit("tracks", tracks_data, tmp_path / SUBMISSION, store)
+    written = np.load(summary["submission"])
+    order = pd.read_csv(tracks_data / LAYOUTS["test"].order)
+    assert written.shape == (len(order), 512) and summary["bad_rows"] == 0
+    assert np.allclose(np.linalg.norm(written, axis=1), 1, atol=1e-4)
+    scores = FMT.score(tmp_path / SUBMISSION, tracks_data / TRUTH)
+    baseline = _baseline_score(tracks_data, tmp_path)
+    assert scores["tpr@fpr=1e-04"] >= baseline["tpr@fpr=1e-04"] > 0.2
+    # the rows follow the track order: shuffling them breaks the score
+    np.save(tmp_path / "shuffled.npy", written[np.random.default_rng(0).permutation(len(written))])
+    assert FMT.score(tmp_path / "shuffled.npy", tracks_data / TRUTH)["tpr@fpr=1e-04"] < 0.1
+    plots = FMT.plots(tmp_path / SUBMISSION, tracks_data / TRUTH, tmp_path / "plots")
+    assert [p.name for p in plots] == ["roc.png"] and plots[0].stat().st_size > 0
+
+
+def test_predictor_actions(trained, tracks_data):
+    store, run_id, _ = trained
+    predictor = TrackPredictor(str(ModelStore(store).load("tracks", run_id).model_dir))
+    tracks = list(track_frames(tracks_data, "test").values())[:3]
+    batch = predictor({"frames": np.array(tracks, dtype=object)})["descriptor"]
+    one = predictor.aggregate(AggregateRequest(frames=tracks[0].tolist()))
+    assert one["frames"] == 10 and np.allclose(one["descriptor"], batch[0], atol=1e-5)
+    refs = [batch[1].tolist(), batch[0].tolist()]
+    match = predictor.match(MatchRequest(frames=tracks[0].tolist(), references=refs, reference_ids=["b", "a"]))
+    assert match["nearest"] == "a" and match["distances"][1] == pytest.approx(0.0, abs=1e-4)
+    assert match["same"][1] and len(match["same"]) == 2 and match["threshold"]["fpr"] == 1e-4
+    with pytest.raises(Exception, match="this model takes 512"):
+        predictor.aggregate(AggregateRequest(frames=[[0.1] * 128]))
+
+
+def test_tune_sweep_promotes_its_best_trial(ray_local, tracks_data, tmp_path):
+    from tuning.runner import sweep
+
+    result = sweep("tracks", tracks_data, str(tmp_path / "store"), samples=2, fixed={"epochs": 1, "code_size": 250})
+    assert result["trials"] == 2 and result["promoted"]
+    run = ModelStore(str(tmp_path / "store")).load("tracks")
+    trials = pd.read_csv(run.model_dir / "tune_results.csv")
+    assert len(trials) == 2 and "val_tpr@fpr=1e-05" in trials
+    assert {"model.pt", "val_roc.png"} <= {p.name for p in run.model_dir.iterdir()}
