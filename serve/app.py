@@ -74,102 +74,23 @@ def _stack(values: list) -> np.ndarray:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=16)
 class GalleryModel:
-    """The 1:N identification gallery (SQLite) behind the face encoder."""
+    """The 1:N identification gallery (SQLite) behind the face encoder; it takes the promoted
+    `verify` model's detector, encoder and threshold when there is one, else dlib's 0.6."""
 
-    def __init__(self, db: str):
+    def __init__(self, db: str, store: Optional[str] = None):
         from facelab.gallery import GalleryService
 
-        self.service = GalleryService(db)
+        try:
+            run = ModelStore(paths.store_uri(store)).load("verify")
+            self.service = GalleryService.from_verify_model(db, run.model_dir)
+        except FacelabError:
+            self.service = GalleryService(db)
 
     def call(self, method: str, *args, **kwargs):
         return getattr(self.service, method)(*args, **kwargs)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25})
-@serve.ingress(api)
-class Gateway:
-    def __init__(self, models: dict[str, DeploymentHandle], gallery: Optional[DeploymentHandle] = None):
-        self.models = models
-        self.gallery = gallery
-
-    @api.get("/", response_class=HTMLResponse)
-    async def index(self) -> str:
-        from serve.page import render
-
-        return render({name: get_task(name) for name in self.models}, gallery=self.gallery is not None)
-
-    @api.get("/tasks")
-    async def tasks(self) -> list[dict]:
-        return list(await asyncio.gather(*(handle.info.remote() for handle in self.models.values())))
-
-    # --- gallery (declared before the generic task routes so they win) --------------------------
-    @api.get("/gallery/subjects")
-    async def gallery_list(self) -> dict:
-        return {"subjects": await self._gallery().call.remote("list")}
-
-    @api.post("/gallery/subjects")
-    async def gallery_enroll(self, request: Request) -> dict:
-        payload = await _payload(request)
-        images = payload.get("images") or ([payload["image"]] if "image" in payload else [])
-        if not isinstance(images, list) or not images:
-            raise HTTPException(422, "give one or more images as 'images' (list) or 'image'")
-        subject = str(payload.get("subject_id") or payload.get("name") or "").strip()
-        if not subject:
-            raise HTTPException(422, "give 'subject_id' (or 'name')")
-        decoded = [_decode(image, f"images[{i}]") for i, image in enumerate(images)]
-        return await _call(self._gallery().call.remote("enroll", subject, str(payload.get("name") or subject), decoded))
-
-    @api.delete("/gallery/subjects/{subject_id}")
-    async def gallery_delete(self, subject_id: str) -> dict:
-        if not await self._gallery().call.remote("delete", subject_id):
-            raise HTTPException(404, f"no subject '{subject_id}' in the gallery")
-        return {"deleted": subject_id}
-
-    @api.post("/identify")
-    async def identify(self, request: Request) -> dict:
-        payload = await _payload(request)
-        if "image" not in payload:
-            raise HTTPException(422, "give the probe face as 'image'")
-        try:
-            k = int(payload.get("k", 5))
-        except (TypeError, ValueError):
-            raise HTTPException(422, "'k' must be an integer") from None
-        if not 1 <= k <= 100:
-            raise HTTPException(422, "'k' must be between 1 and 100")
-        return await _call(self._gallery().call.remote("identify", _decode(payload["image"], "image"), k))
-
-    def _gallery(self) -> DeploymentHandle:
-        if self.gallery is None:
-            raise HTTPException(404, "the gallery is not served by this application")
-        return self.gallery
-
-    # --- every task -------------------------------------------------------------------------------
-    @api.post("/{task}")
-    async def predict(self, task: str, request: Request):
-        spec = self._spec(task)
-        parsed = _validate(spec.Request, await _payload(request))
-        try:
-            rows, batched = spec.request_rows(parsed)
-        except UploadError as exc:
-            raise _http(exc) from None
-        outputs = await _call(asyncio.gather(*(self.models[task].predict.remote(row) for row in rows)))
-        return _respond(spec.response(list(outputs), batched))
-
-    @api.post("/{task}/{action}")
-    async def act(self, task: str, action: str, request: Request):
-        spec = self._spec(task)
-        actions = getattr(spec, "actions", {})
-        if action not in actions:
-            raise HTTPException(404, f"task '{task}' has no action '{action}'; actions: {sorted(actions)}")
-        parsed = _validate(actions[action], await _payload(request))
-        return _respond(await _call(self.models[task].act.remote(action, parsed)))
-
-    def _spec(self, task: str):
-        if task not in self.models:
-            raise HTTPException(404, f"no model served for task '{task}'; served: {sorted(self.models)}")
-        return get_task(task)
-
-
+# The helpers come before the ingress class: @serve.ingress serialises the app when the class is defined.
 async def _payload(request: Request) -> dict:
     """The request body as a dict: JSON as is; multipart files as base64 text, fields JSON-decoded."""
     declared = request.headers.get("content-length")
@@ -245,6 +166,94 @@ def _respond(result):
     return result
 
 
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(api)
+class Gateway:
+    def __init__(self, models: dict[str, DeploymentHandle], gallery: Optional[DeploymentHandle] = None):
+        self.models = models
+        self.gallery = gallery
+
+    @api.get("/", response_class=HTMLResponse)
+    async def index(self) -> str:
+        from serve.page import render
+
+        return render({name: get_task(name) for name in self.models}, gallery=self.gallery is not None)
+
+    @api.get("/tasks")
+    async def tasks(self) -> list[dict]:
+        return list(await asyncio.gather(*(handle.info.remote() for handle in self.models.values())))
+
+    # --- gallery (declared before the generic task routes so they win) --------------------------
+    @api.get("/gallery/subjects")
+    async def gallery_list(self) -> dict:
+        return {"subjects": await self._gallery().call.remote("list")}
+
+    @api.post("/gallery/subjects")
+    async def gallery_enroll(self, request: Request) -> dict:
+        payload = await _payload(request)
+        images = payload.get("images") or ([payload["image"]] if "image" in payload else [])
+        if not isinstance(images, list) or not images:
+            raise HTTPException(422, "give one or more images as 'images' (list) or 'image'")
+        subject = str(payload.get("subject_id") or payload.get("name") or "").strip()
+        if not subject:
+            raise HTTPException(422, "give 'subject_id' (or 'name')")
+        decoded = [_decode(image, f"images[{i}]") for i, image in enumerate(images)]
+        return await _call(self._gallery().call.remote("enroll", subject, str(payload.get("name") or subject), decoded))
+
+    @api.delete("/gallery/subjects/{subject_id}")
+    async def gallery_delete(self, subject_id: str) -> dict:
+        if not await self._gallery().call.remote("delete", subject_id):
+            raise HTTPException(404, f"no subject '{subject_id}' in the gallery")
+        return {"deleted": subject_id}
+
+    @api.post("/identify")
+    async def identify(self, request: Request) -> dict:
+        payload = await _payload(request)
+        if "image" not in payload:
+            raise HTTPException(422, "give the probe face as 'image'")
+        try:
+            k = int(payload.get("k", 5))
+        except (TypeError, ValueError):
+            raise HTTPException(422, "'k' must be an integer") from None
+        if not 1 <= k <= 100:
+            raise HTTPException(422, "'k' must be between 1 and 100")
+        return await _call(self._gallery().call.remote("identify", _decode(payload["image"], "image"), k))
+
+    def _gallery(self) -> DeploymentHandle:
+        if self.gallery is None:
+            raise HTTPException(404, "the gallery is not served by this application")
+        return self.gallery
+
+    # --- every task -------------------------------------------------------------------------------
+    @api.post("/{task}")
+    async def predict(self, task: str, request: Request):
+        spec = self._spec(task)
+        parsed = _validate(spec.Request, await _payload(request))
+        try:
+            rows, batched = spec.request_rows(parsed)
+        except UploadError as exc:
+            raise _http(exc) from None
+        outputs = await _call(asyncio.gather(*(self.models[task].predict.remote(row) for row in rows)))
+        try:
+            return _respond(spec.response(list(outputs), batched))
+        except UploadError as exc:  # e.g. no face found in one of the images
+            raise _http(exc) from None
+
+    @api.post("/{task}/{action}")
+    async def act(self, task: str, action: str, request: Request):
+        spec = self._spec(task)
+        actions = getattr(spec, "actions", {})
+        if action not in actions:
+            raise HTTPException(404, f"task '{task}' has no action '{action}'; actions: {sorted(actions)}")
+        parsed = _validate(actions[action], await _payload(request))
+        return _respond(await _call(self.models[task].act.remote(action, parsed)))
+
+    def _spec(self, task: str):
+        if task not in self.models:
+            raise HTTPException(404, f"no model served for task '{task}'; served: {sorted(self.models)}")
+        return get_task(task)
+
+
 def build_app(args: Optional[dict] = None):
     """Application builder for `serve run serve/config.yaml` (args: store, tasks, gallery).
 
@@ -264,7 +273,7 @@ def build_app(args: Optional[dict] = None):
             except FacelabError:
                 logger.warning("task %s has no promoted model in %s; not served", name, store.uri)
     gallery_db = args.get("gallery")
-    gallery = None if gallery_db is False else GalleryModel.bind(str(paths.gallery_path(gallery_db)))
+    gallery = None if gallery_db is False else GalleryModel.bind(str(paths.gallery_path(gallery_db)), store.uri)
     if not tasks and gallery is None:
         raise FacelabError(f"no task has a promoted model in store {store.uri}")
     return Gateway.bind({task: TaskModel.options(name=task).bind(task, store.uri) for task in tasks}, gallery)

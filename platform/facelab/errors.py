@@ -35,6 +35,9 @@ class DataError(FacelabError, ValueError):
         suffix = f" (and {more} more bad rows; use --skip-bad to keep the good ones)" if more else ""
         super().__init__(str(bad) + suffix)
 
+    def __reduce__(self):
+        return type(self), (self.bad, self.all_bad)
+
 
 class FieldError(ValueError):
     """Raised by a row parser: which field is wrong and why (file and row are added by the caller)."""
@@ -43,3 +46,6 @@ class FieldError(ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}")
+
+    def __reduce__(self):
+        return type(self), (self.field, self.reason)

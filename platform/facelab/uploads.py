@@ -31,6 +31,9 @@ class UploadError(FacelabError):
         self.status, self.field, self.reason = status, field, reason
         super().__init__(f"field '{field}': {reason}")
 
+    def __reduce__(self):  # raised inside a Serve replica, it must survive pickling to reach the gateway
+        return type(self), (self.status, self.field, self.reason)
+
 
 def image_bytes(data: bytes | str, field: str, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
     """Raw bytes of an upload given as bytes, base64 text or a `data:image/...;base64,` URL."""

@@ -36,7 +36,7 @@ from facelab.torch_train import TorchRecipe, load_model
 FPRS = (1e-6, 1e-5, 1e-4, 1e-3)
 MAX_FRAMES, MAX_DIM, MAX_REFERENCES = 256, 4096, 10_000
 PCA_SAMPLE = 50_000  # frames the PCA is fitted on, at most
-RIDGE_SAMPLE = 20_000  # sampled frames the decoder's starting point is fitted on, at most
+RIDGE_SAMPLE = 8_000  # sampled frames the decoder's starting point is fitted on (kept with the recipe)
 CENTRE_SAMPLE = 2_000  # training tracks the automatic margin centre is measured on, at most
 THRESHOLDS_FILE = "thresholds.json"
 
@@ -198,7 +198,7 @@ class TrackData:
         torch = _torch()
         code_size = int(config["code_size"])
         rng = np.random.default_rng(int(config.get("seed", 0)))
-        sample = torch.from_numpy(self.pca_sample[rng.permutation(len(self.pca_sample))[:RIDGE_SAMPLE]])
+        sample = torch.from_numpy(self.pca_sample)
         picks = rng.choice(len(sample), code_size, replace=code_size > len(sample))
         prototypes = sample[picks]
         codes = torch.softmax(sample @ prototypes.T / float(config["temperature"]), dim=-1).double()
@@ -248,7 +248,8 @@ def _fit_pca(dataset, frames: int, dim: int, wanted: int, seed: int) -> tuple[np
     _, _, axes = np.linalg.svd(unit - mean, full_matrices=False)
     size = max(1, min(wanted, dim, len(axes)))
     axes = axes[:size].astype(np.float32)
-    return mean.astype(np.float32), axes, ((unit - mean) @ axes.T).astype(np.float32)
+    kept = unit[np.random.default_rng(seed).permutation(len(unit))[:RIDGE_SAMPLE]]
+    return mean.astype(np.float32), axes, ((kept - mean) @ axes.T).astype(np.float32)
 
 
 def _auto_centre(summary: pd.DataFrame, refs: np.ndarray, ref_people: np.ndarray, seed: int) -> float:
