@@ -217,6 +217,9 @@ def _compute(root: Path, todo: list[str], options: EmbedOptions, parts: Path, *,
     import pyarrow.parquet as pq
     import ray
 
+    from facelab.cluster import connect
+
+    connect(None)  # joins the cluster a job already connected to, else starts a local Ray
     actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
     # reading is I/O: zero-CPU read tasks run beside an actor pool that holds every CPU
     dataset = ray.data.read_binary_files([str(root / n) for n in todo], include_paths=True, num_cpus=0)

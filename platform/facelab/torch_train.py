@@ -353,6 +353,38 @@ def fit_torch(recipe: TorchRecipe, config: dict, datasets: dict[str, Any], model
     return export_checkpoint(best, result.checkpoint, model_dir, metric=metric, mode=mode)
 
 
+def actor_placement_groups() -> list[tuple[object, bool]]:
+    """This job's held, non-detached placement groups that an actor created, each with whether
+    that actor has died. A dead creator means an orphan: a Train run's worker group whose
+    controller went down with its Tune trial (an ASHA stop kills the trial). Ray Train's own
+    PlacementGroupCleaner frees those through the State API, which an embedded Ray without a
+    dashboard (facelab.cluster.connect) does not serve, so they would hold their CPUs until the
+    driver exits. Read from the GCS table: its creator fields are not in the public one."""
+    import ray
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+    from ray.util.placement_group import PlacementGroup
+
+    table, job = gcs_pb2.PlacementGroupTableData, ray.get_runtime_context().get_job_id()
+    groups = []
+    for raw in state._connect_and_get_accessor().get_placement_group_table():
+        info = table.FromString(raw)
+        if (info.state != table.REMOVED and not info.is_detached and not ray.ActorID(info.creator_actor_id).is_nil()
+                and ray.JobID(info.creator_job_id).hex() == job):
+            groups.append((PlacementGroup(ray.PlacementGroupID(info.placement_group_id)), info.creator_actor_dead))
+    return groups
+
+
+def release_orphaned_placement_groups() -> int:
+    """Remove the placement groups of `actor_placement_groups()` whose creator died; how many."""
+    from ray.util.placement_group import remove_placement_group
+
+    orphans = [group for group, creator_dead in actor_placement_groups() if creator_dead]
+    for group in orphans:
+        remove_placement_group(group)
+    return len(orphans)
+
+
 def load_model(recipe: TorchRecipe, model_dir: Path, device_name: str | None = None):
     """The model of a model folder (config.json + model.pt), in eval mode, on a GPU when one
     is visible (or on `device_name`)."""

@@ -439,13 +439,14 @@ def fit(config: dict, data: YoloData, *, metric: str, mode: str, name: str, stor
     return result
 
 
-def best_checkpoint(result, metric: str, mode: str) -> tuple[Path, dict]:
-    """The trial's best checkpoint by `metric` (a local folder) and the metrics reported with it."""
+def best_checkpoint(result, metric: str, mode: str):
+    """The trial's best `ray.tune.Checkpoint` by `metric` and the metrics reported with it."""
     scored = [(ckpt, m) for ckpt, m in result.best_checkpoints if np.isfinite(m.get(metric, np.nan))]
     if not scored:
         raise FacelabError(f"trial {result.path} reported no checkpoint with a finite '{metric}'")
-    ckpt, metrics = (max if mode == "max" else min)(scored, key=lambda cm: cm[1][metric])
-    return Path(ckpt.to_directory()), metrics
+    sign = 1.0 if mode == "max" else -1.0  # on a tie the later epoch (trained longer) wins
+    ckpt, metrics = max(scored, key=lambda cm: (sign * cm[1][metric], cm[1].get("epoch", 0)))
+    return ckpt, metrics
 
 
 def export(result, model_dir: Path, config: dict, *, kind: str, names: Sequence[str], metric: str,
@@ -459,10 +460,11 @@ def export(result, model_dir: Path, config: dict, *, kind: str, names: Sequence[
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    folder, metrics = best_checkpoint(result, metric, mode)
-    strip_optimizer(folder / "last.pt", str(model_dir / MODEL_FILE))
-    if (folder / "results.csv").is_file():
-        shutil.copyfile(folder / "results.csv", model_dir / "results.csv")
+    checkpoint, metrics = best_checkpoint(result, metric, mode)
+    with checkpoint.as_directory() as saved:  # local storage: in place; a URI: a temporary copy
+        strip_optimizer(Path(saved) / "last.pt", str(model_dir / MODEL_FILE))
+        if (Path(saved) / "results.csv").is_file():
+            shutil.copyfile(Path(saved) / "results.csv", model_dir / "results.csv")
     (model_dir / CONFIG_FILE).write_text(json.dumps(
         {"config": config, "kind": kind, "names": list(names), "imgsz": int(config.get("imgsz", 640))},
         indent=2, default=str))

@@ -13,5 +13,7 @@ def space(trial) -> dict:
     return {"model": "mesh"}  # landmarks use mediapipe's mesh, no encoder model
 
 
-# The seed's winner: the mean of dlib's small and large encodings of each detected face.
-seed_points = [{"method": "encoding", "model": "mean", "tiles": "detect"}]
+# Every variant once, the seed's winner (the mean of dlib's small and large encodings of each detected
+# face) first: there are only seven, and the sweep has their distances already.
+seed_points = [{"method": "encoding", "model": model, "tiles": tiles}
+               for tiles in ("detect", "whole") for model in ("mean", "small", "large")] + [{"method": "landmarks"}]

@@ -17,3 +17,6 @@ def space(trial) -> dict:
 # The seed's winner (its margin, code size and learning rate) is always tried first.
 seed_points = [{"margin": 0.11, "code_size": 1000, "temperature": 1.0, "lr": 3e-4, "quality": "norm",
                 "quality_power": 1.0}]
+
+# ASHA over epochs: a trial behind its rung's best after 2 epochs (then 6, 18) stops early.
+asha = {"time_attr": "epoch", "max_t": 50, "grace_period": 2, "reduction_factor": 3}

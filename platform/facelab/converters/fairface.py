@@ -72,13 +72,10 @@ def split(labels: pd.DataFrame, *, seed: int, n: int | None) -> dict[str, pd.Dat
 def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, actors: int | None = None,
             **_: object) -> dict:
     """Write the FairFace layout from UTKFace under `data_root` into `out`; returns counts."""
-    from facelab.cluster import connect
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parts = split(utk_labels(data_root), seed=seed, n=n)
     wanted = [f.removeprefix(f"{UTK}/") for part in parts.values() for f in part["file"]]
-    connect(None)
     summary = embed_folder(Path(data_root) / UTK, out / "faces.parquet", UTK_OPTIONS, actors=actors, files=wanted)
     faces = pd.read_parquet(out / "faces.parquet")
     faces = faces[faces["file"].isin(set(wanted))]

@@ -106,15 +106,18 @@ def _text(vector: np.ndarray) -> str:
 def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, actors: int | None = None,
             **_: object) -> dict:
     """Write the sentiment layout from FER-2013 under `data_root` into `out`; returns counts."""
-    from facelab.cluster import connect
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = fer_files(data_root, n=n, seed=seed)
-    connect(None)
     summary = embed_folder(Path(data_root) / FER, out / "faces.parquet", FER_OPTIONS, actors=actors,
                            files=[f for split in files.values() for f, _ in split])
-    faces = pd.read_parquet(out / "faces.parquet")
+    written = write_layout(pd.read_parquet(out / "faces.parquet"), files, out)
+    return {"task": "sentiment", "out": str(out), "splits": written, "faces": summary,
+            "vector": "dlib small 128 + dlib large 128 + 68-landmark shape 136 + 120 zeros"}
+
+
+def write_layout(faces: pd.DataFrame, files: dict[str, list[tuple[str, str]]], out: Path) -> dict:
+    """The CSVs of the layout (and sources.csv) from embedded faces; files without a face are left out."""
     faces = faces[faces["face"] == 0].set_index("file")
     written, sources = {}, []
     for split, items in files.items():
@@ -126,8 +129,7 @@ def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, 
         _write_split(frame, out, split)
         written[split] = {"rows": len(frame), **frame["label"].value_counts().to_dict()}
     pd.DataFrame(sources).to_csv(out / "sources.csv", index=False)
-    return {"task": "sentiment", "out": str(out), "splits": written, "faces": summary,
-            "vector": "dlib small 128 + dlib large 128 + 68-landmark shape 136 + 120 zeros"}
+    return written
 
 
 def _write_split(frame: pd.DataFrame, out: Path, split: str) -> None:

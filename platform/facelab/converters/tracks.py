@@ -126,7 +126,7 @@ def _split_data(specs: pd.DataFrame, descriptors: np.ndarray, ids: dict[str, str
             "gt_descriptors": l2_normalize(descriptors[refs.index.to_numpy()])}
 
 
-def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, tracks_per_photo: int = 2,
+def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, tracks_per_photo: int = 1,
             test_people: int = 16, val_people: int = 5, actors: int | None = None, **_: object) -> dict:
     """Write ORL tracks in the MCS2019 layout into `out`; returns counts."""
     from facelab.cluster import connect

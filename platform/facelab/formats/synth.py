@@ -10,8 +10,9 @@ Submission: a folder of PNG samples `sample_<seed>.png`, `samples.csv` (`file,se
 `grid.png` (the first 64). Score (`facelab score --task synth --submission DIR --truth DATA`,
 truth the UTKFace folder or a file in it): the fraction of samples in which the dlib HOG and the
 mediapipe detectors find a face, the same for the held-out real faces at the samples' size, and,
-when the model store holds a promoted `age-gender` model, the share of women among the samples
-and among the held-out real faces by that gender head, next to the training set's true share.
+when the model store ($FACELAB_STORE or ~/.facelab/store) holds a promoted `age-gender` model, the
+share of women among the samples and among the held-out real faces by that gender head, next to
+the training set's true share.
 """
 
 from __future__ import annotations

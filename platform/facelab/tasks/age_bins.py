@@ -52,8 +52,8 @@ class AgeBinsTask(YoloTask):
         # faces: keep most of the face in every random crop
         "scale": 0.2, "fliplr": 0.5, "erasing": 0.2,
     }
-    # what `facelab demo` fixes in its sweep so it runs in minutes on a laptop CPU
-    demo_fixed: ClassVar[dict] = {"size": "n", "imgsz": 64, "epochs": 3, "batch": 32, "plots": False}
+    # `facelab demo` trains once with this (minutes on a laptop CPU); `facelab tune` sweeps in earnest
+    demo_config: ClassVar[dict] = {"model": "yolov8n", "imgsz": 64, "epochs": 3, "batch": 32, "plots": False}
     predictor_class = AgeBinsPredictor
 
     def class_names(self, data: dict[str, Read]) -> tuple[str, ...]:

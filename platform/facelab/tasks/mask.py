@@ -99,8 +99,8 @@ class MaskTask(YoloTask):
         "mosaic": 1.0, "close_mosaic": 10, "mixup": 0.1, "fliplr": 0.5, "degrees": 5.0, "translate": 0.1,
         "scale": 0.5, "hsv_h": 0.015, "hsv_s": 0.7, "hsv_v": 0.4,
     }
-    # what `facelab demo` fixes in its sweep so it runs in minutes on a laptop CPU
-    demo_fixed: ClassVar[dict] = {"size": "n", "imgsz": 96, "epochs": 3, "batch": 8, "plots": False}
+    # `facelab demo` trains once with this (minutes on a laptop CPU); `facelab tune` sweeps in earnest
+    demo_config: ClassVar[dict] = {"model": "yolov8n", "imgsz": 96, "epochs": 3, "batch": 8, "plots": False}
     predictor_class = MaskPredictor
 
     def read_for_fit(self, data: Path, *, skip_bad: bool = False) -> dict[str, Read]:

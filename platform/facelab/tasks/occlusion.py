@@ -48,7 +48,7 @@ def weight_columns(train) -> "ray.data.Dataset":  # noqa: F821
     """The train rows with their level weights: `w_level` over all rows, `w_group` within the
     row's colour or grey group (what each model of the ensemble trains with). Grey flags are
     read from the images (one pass)."""
-    flagged = train.map_batches(
+    flagged = train.repartition(target_num_rows_per_block=1024).map_batches(  # blocks of 1024: parallel reads
         lambda b: {**b, "grey": np.array([is_grey(load_image(p)) for p in b["path"]])}, batch_format="numpy").materialize()
     stats = flagged.select_columns(["occlusion", "grey"]).to_pandas()
     grey = stats["grey"].to_numpy(bool)

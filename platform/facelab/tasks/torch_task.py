@@ -16,13 +16,22 @@ Config keys besides the recipe's own: `epochs`, `batch_size`, `lr`, `weight_deca
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ray.tune import Callback
+
 from facelab.formats import Read
 from facelab.tasks.base import Task
-from facelab.torch_train import TorchRecipe, export_checkpoint, fit_torch
+from facelab.torch_train import (
+    TorchRecipe,
+    actor_placement_groups,
+    export_checkpoint,
+    fit_torch,
+    release_orphaned_placement_groups,
+)
 
 TRAINER_SPLITS = ("train", "val")
 TRIAL_DRIVER_CPU = 0.01
@@ -65,6 +74,12 @@ class TorchTask(Task):
         return tune.with_resources(tune.with_parameters(torch_trial, task_name=self.name, datasets=self.trial_data(data),
                                                         cpus_per_trial=spare / trials), {"cpu": TRIAL_DRIVER_CPU})
 
+    def tune_run_config(self, name: str, storage: str, **kwargs):
+        """The sweep's RunConfig, with the callback that frees stopped trials' worker groups."""
+        from ray import tune
+
+        return tune.RunConfig(name=name, storage_path=storage, callbacks=[ReleasePlacementGroups()], **kwargs)
+
     def fit_from_trial(self, result, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
         """A finished trial's best checkpoint (kept by its CheckpointConfig) as the model folder."""
         from ray.train import Checkpoint
@@ -85,6 +100,29 @@ class TorchTask(Task):
 
     def evaluate_config(self, config: dict, data: Any) -> dict[str, float]:
         raise NotImplementedError("torch tasks are tuned through fit_torch(in_tune=True), not evaluate_config")
+
+
+class ReleasePlacementGroups(Callback):
+    """A Tune callback (in the sweep's driver) that frees the worker groups of Train runs whose
+    trial was stopped, while the sweep runs and at its end (see torch_train.actor_placement_groups)."""
+
+    every_s, settle_s = 2.0, 30.0
+
+    def __init__(self):
+        self.last = 0.0
+
+    def on_step_begin(self, iteration, trials, **info):
+        if time.monotonic() - self.last >= self.every_s:
+            self.last = time.monotonic()
+            release_orphaned_placement_groups()
+
+    def on_experiment_end(self, trials, **info):
+        # the last stopped trial's controller may still be going down: give it a moment
+        deadline = time.monotonic() + self.settle_s
+        while actor_placement_groups() and time.monotonic() < deadline:
+            release_orphaned_placement_groups()
+            time.sleep(0.5)
+        release_orphaned_placement_groups()
 
 
 def _exists(filesystem, path: str) -> bool:
