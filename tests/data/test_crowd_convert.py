@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from facelab.converters import convert
 from facelab.converters.crowd import face_tile
 from facelab.formats import get_format

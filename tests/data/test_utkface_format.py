@@ -3,7 +3,6 @@ labels.csv read from the file names, submissions in test order, the fairness-sli
 
 import shutil
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -42,14 +42,8 @@ def easy_data(root, n: int = 300, seed: int = 0):
 
 
 @pytest.fixture(scope="module")
-def trained(ray_local, tmp_path_factory):
-    from facelab.train import train
-
-    data = easy_data(tmp_path_factory.mktemp("age-gender-easy"))
-    store = str(tmp_path_factory.mktemp("age-gender-store"))
-    config = {**TINY, "storage_path": str(tmp_path_factory.mktemp("age-gender-train"))}
-    run_id, metrics = train("age-gender", data, store, config=config, promote=True)
-    return data, store, run_id, metrics
+def trained(train_promoted, tmp_path_factory):
+    return train_promoted("age-gender", easy_data(tmp_path_factory.mktemp("age-gender-easy")), TINY)
 
 
 def test_every_head_beats_the_baseline(trained):

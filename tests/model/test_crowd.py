@@ -9,17 +9,22 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-
 from facelab.errors import FacelabError
 from facelab.formats import get_format
 from facelab.formats.crowd import N_FACES, SIZE, TILE
 from facelab.predict import submit
 from facelab.store import ModelStore
 from facelab.tasks import get_task
-from facelab.tasks.crowd import VARIANTS, CrowdPredictor, CrowdRequest, as_tile, write_config
+from facelab.tasks.crowd import (
+    VARIANTS,
+    CrowdPredictor,
+    CrowdRequest,
+    as_tile,
+    write_config,
+)
 from facelab.train import train
 from facelab.uploads import UploadError
+from PIL import Image
 
 FMT = get_format("crowd")
 TASK = get_task("crowd")
@@ -50,7 +55,7 @@ def _b64(image: np.ndarray) -> str:
 
 
 def test_submission_finds_the_missing_faces(submitted, crowds):
-    store, run_id, metrics, summary, out = submitted
+    store, _, metrics, summary, out = submitted
     assert metrics == {}  # nothing learned, nothing claimed
     assert ModelStore(store).load("crowd").config["method"] == TASK.default_config["method"]
     assert summary["rows"] == 2 and summary["bad_rows"] == 0
@@ -74,7 +79,7 @@ def test_a_random_solver_fails_the_bar(submitted, crowds, tmp_path, monkeypatch)
 def test_serve_rows_answer_like_the_batch_job(submitted, crowds):
     """request_rows -> predictor -> response, as the Serve deployment runs them, on one crowd."""
     store = ModelStore(submitted[0]).load("crowd")
-    name = sorted((crowds / "missing").glob("*.jpg"))[0].name
+    name = min((crowds / "missing").glob("*.jpg")).name
     body = {k: base64.b64encode((crowds / k / name).read_bytes()).decode() for k in ("missing", "target")}
     rows, batched = TASK.request_rows(CrowdRequest.model_validate(body))
     assert not batched and rows[0]["missing"].shape == (TILE, TILE, 3) and rows[0]["target"].shape == (SIZE, SIZE, 3)

@@ -51,14 +51,8 @@ def easy_data(root, n_train: int = 320, n_test: int = 60, seed: int = 0):
 
 
 @pytest.fixture(scope="module")
-def trained(ray_local, tmp_path_factory):
-    from facelab.train import train
-
-    data = easy_data(tmp_path_factory.mktemp("occlusion-easy"))
-    store = str(tmp_path_factory.mktemp("occlusion-store"))
-    config = {**TINY, "storage_path": str(tmp_path_factory.mktemp("occlusion-train"))}
-    run_id, metrics = train("occlusion", data, store, config=config, promote=True)
-    return data, store, run_id, metrics
+def trained(train_promoted, tmp_path_factory):
+    return train_promoted("occlusion", easy_data(tmp_path_factory.mktemp("occlusion-easy")), TINY)
 
 
 def test_level_weights_are_inverse_frequencies_with_mean_one():
@@ -97,11 +91,10 @@ def _b64(image: Image.Image) -> str:
 
 
 def test_requests_give_a_fraction_per_image(trained):
-    from ray import serve  # noqa: F401  (the predictor runs as it would inside a deployment)
-
-    data, store, run_id, _ = trained
+    """Request schema -> rows -> the batch predictor -> response, as the Serve deployment runs them."""
     from facelab.store import ModelStore
 
+    data, store, run_id, _ = trained
     task = get_task("occlusion")
     predictor = task.predictor_class(str(ModelStore(store).load("occlusion", run_id).model_dir))
     rng = np.random.default_rng(9)

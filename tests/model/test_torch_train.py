@@ -124,3 +124,31 @@ def test_a_rerun_with_the_same_name_resumes(killed_run, datasets):
     history = pd.read_csv(folder / "model" / "history.csv")
     assert list(history["epoch"]) == [1, 2, 3, 4, 5]
     assert len(evaluations(folder / "log")) == 5
+
+
+def test_orphaned_worker_groups_are_released(ray_local):
+    """A placement group whose creating actor died (a Train controller killed with its Tune
+    trial) is freed; one whose creator lives is kept."""
+    import time
+
+    from facelab.torch_train import actor_placement_groups, release_orphaned_placement_groups
+
+    @ray_local.remote(num_cpus=0)
+    class Creator:
+        def make(self) -> str:
+            from ray.util.placement_group import placement_group
+
+            group = placement_group([{"CPU": 0.5}])
+            ray_local.get(group.ready())
+            return group.id.hex()
+
+    creator = Creator.remote()
+    made = ray_local.get(creator.make.remote())
+    assert release_orphaned_placement_groups() == 0  # its creator is alive
+    ray_local.kill(creator)
+    deadline = time.monotonic() + 60
+    while not any(dead for _, dead in actor_placement_groups()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [g.id.hex() for g, dead in actor_placement_groups() if dead] == [made]
+    assert release_orphaned_placement_groups() == 1
+    assert not actor_placement_groups()

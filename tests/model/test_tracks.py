@@ -98,7 +98,7 @@ def test_request_schemas():
 
 # --- Ray Train on synthetic tracks ---------------------------------------------------------------
 
-SMALL = {"epochs": 2, "code_size": 250}
+SMALL = {"epochs": 2}
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_predictor_actions(trained, tracks_data):
 def test_tune_sweep_promotes_its_best_trial(ray_local, tracks_data, tmp_path):
     from tuning.runner import sweep
 
-    result = sweep("tracks", tracks_data, str(tmp_path / "store"), samples=2, fixed={"epochs": 1, "code_size": 250})
+    result = sweep("tracks", tracks_data, str(tmp_path / "store"), samples=2, fixed={"epochs": 1})
     assert result["trials"] == 2 and result["promoted"]
     run = ModelStore(str(tmp_path / "store")).load("tracks")
     trials = pd.read_csv(run.model_dir / "tune_results.csv")

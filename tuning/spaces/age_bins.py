@@ -13,8 +13,8 @@ from facelab.tasks.age_bins import SEED_CROP, AgeBinsTask
 FAMILIES = ("yolov8", "yolo11")
 SIZES = ("n", "s", "m")
 
-# ASHA over epochs (`training_iteration`): rungs at 3, 9, 27 epochs
-asha = {"max_t": 60, "grace_period": 3, "reduction_factor": 3}
+# ASHA over the reported epoch: rungs at 3, 9, 27 epochs
+asha = {"time_attr": "epoch", "max_t": 60, "grace_period": 3, "reduction_factor": 3}
 
 
 def space(trial) -> dict:

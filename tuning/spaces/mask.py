@@ -15,8 +15,8 @@ from facelab.tasks.mask import MaskTask
 FAMILIES = ("yolov5", "yolov8", "yolo11")
 SIZES = ("n", "s", "m")
 
-# ASHA over epochs (`training_iteration`): rungs at 5, 15, 45 epochs
-asha = {"max_t": 100, "grace_period": 5, "reduction_factor": 3}
+# ASHA over the reported epoch: rungs at 5, 15, 45 epochs
+asha = {"time_attr": "epoch", "max_t": 100, "grace_period": 5, "reduction_factor": 3}
 
 
 def space(trial) -> dict:

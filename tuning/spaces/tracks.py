@@ -7,7 +7,7 @@ from __future__ import annotations
 def space(trial) -> dict:
     trial.suggest_float("margin", 0.01, 0.2, log=True)
     trial.suggest_categorical("code_size", [250, 500, 1000, 2000])
-    trial.suggest_float("temperature", 0.1, 3.0, log=True)
+    trial.suggest_float("temperature", 0.3, 5.0, log=True)
     trial.suggest_float("lr", 1e-4, 3e-3, log=True)
     if trial.suggest_categorical("quality", ["norm", "none"]) == "norm":
         trial.suggest_float("quality_power", 0.5, 6.0, log=True)

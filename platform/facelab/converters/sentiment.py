@@ -3,8 +3,9 @@
 Labels: negative = angry, disgust, fear, sad; neutral = neutral; positive = happy; FER's surprise
 is left out. Splits: `train.csv` from FER Training, `val.csv` from PublicTest, and the test from
 PrivateTest: `test.csv` (embeddings only), `test_truth.csv` (with labels: what `facelab score
---task sentiment --truth` takes) and `sample_submission.csv`. `n` keeps a seeded random sample of
-at most n images per split. `sources.csv` says which FER image each row came from
+--task sentiment --truth` takes) and `sample_submission.csv`; rows in a seeded random order. `n`
+keeps a seeded random sample of at most n images per split (the sample of a smaller n is not a
+subset of a larger one's). `sources.csv` says which FER image each row came from
 (`split,row,file,emotion,whole_image`), for checking; models never read it.
 
 Faces: facelab.embed (a Ray Data actor pool) with FER_OPTIONS: dlib HOG on the 48x48 crop
@@ -57,11 +58,10 @@ LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
 
 
 def sample(items: list, n: int | None, seed: int) -> list:
-    """At most n items, a seeded random sample kept in the input order."""
-    if n is None or len(items) <= n:
-        return list(items)
-    keep = np.random.default_rng(seed).choice(len(items), n, replace=False)
-    return [items[i] for i in sorted(keep)]
+    """At most n items, a seeded random sample in a seeded random order (emotions mixed, as in Blitz)."""
+    rng = np.random.default_rng(seed)
+    keep = rng.choice(len(items), n, replace=False) if n is not None and len(items) > n else np.arange(len(items))
+    return [items[i] for i in rng.permutation(sorted(keep))]
 
 
 def fer_files(data_root: Path, *, n: int | None = None, seed: int = 0) -> dict[str, list[tuple[str, str]]]:

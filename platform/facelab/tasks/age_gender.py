@@ -143,6 +143,7 @@ class AgeGenderTask(TorchTask):
     demo_config: ClassVar[dict] = {"epochs": 2, "image_size": 64, "width": 16, "batch_size": 32}
     Request = AgeGenderRequest
     predictor_class = AgeGenderPredictor
+    predict_on_gpu = True
     recipe = AgeGenderRecipe()
 
     def trial_data(self, data: dict[str, Read]) -> dict:

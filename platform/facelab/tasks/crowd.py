@@ -292,8 +292,12 @@ class CrowdTask(Task):
                            "row": index // GRID, "col": index % GRID})
         return {"predictions": shaped} if batched else shaped[0]
 
+    def demo_data(self, out: Path) -> Path:
+        """Two synthetic crowds: a crowd costs 101 face encodings per variant (tens of CPU seconds)."""
+        return self.format.synthesize(Path(out), n=2, seed=0)
+
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
-        first = sorted((Path(data) / "missing").glob("*.jpg"))[0]
+        first = min((Path(data) / "missing").glob("*.jpg"))
         target = base64.b64encode((Path(data) / "target" / first.name).read_bytes()).decode()
         good = {"missing": base64.b64encode(first.read_bytes()).decode(), "target": target}
         return good, {"missing": base64.b64encode(b"not an image").decode(), "target": target}

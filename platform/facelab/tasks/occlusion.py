@@ -148,6 +148,7 @@ class OcclusionTask(TorchTask):
     demo_config: ClassVar[dict] = {"epochs": 2, "image_size": 64, "width": 16, "batch_size": 32}
     Request = OcclusionRequest
     predictor_class = OcclusionPredictor
+    predict_on_gpu = True
     recipe = OcclusionRecipe()
 
     def split(self, data: dict[str, Read]):

@@ -6,7 +6,8 @@ the usual Task attributes; `metric` must be one of the keys its recipe's `evalua
 are fed to the trainer as "train" and "val"); `after_fit` may add plots and metrics to the
 model folder. A Tune sweep (tuning/runner.py) runs `torch_trial` per trial (`fit_torch` with
 `in_tune=True`, so ASHA sees every epoch), then adopts the winning trial's best checkpoint
-through `fit_from_trial` instead of training again.
+through `fit_from_trial` instead of training again; `ReleasePlacementGroups` frees the worker
+groups of trials that ASHA stopped.
 
 Config keys besides the recipe's own: `epochs`, `batch_size`, `lr`, `weight_decay`,
 `num_workers`, `cpus_per_worker`, `run_name` (a rerun with the same name resumes),

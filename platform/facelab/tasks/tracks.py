@@ -11,6 +11,12 @@ unit-norm MCS2019 files it changes nothing). Validation is a split of people (`i
 splits people cleanly, else a seeded 20% of people): TPR at FPR 1e-5 of the validation tracks
 against the validation people's references, the challenge's scoring in miniature.
 
+Where this departs from the seed, and why: the margins sit around a centre measured on the data
+(`centre: auto`, see `_auto_centre`; the seed's 0.89/1.11 assume MCS2019's distances) and are
+relative to it; the model starts from a data-driven point near the (norm-weighted) mean instead
+of a random one (see `TrackData.initialise`), because the data sets here have tens to hundreds of
+people, not the seed's 935, and from a random start training never catches up with the baseline.
+
 Training goes through the shared Ray Train mechanism (`facelab.torch_train.fit_torch`).
 """
 
@@ -203,7 +209,7 @@ class TrackData:
         prototypes = sample[picks]
         codes = torch.softmax(sample @ prototypes.T / float(config["temperature"]), dim=-1).double()
         gram = codes.T @ codes
-        ridge = 1e-3 * torch.trace(gram) / code_size
+        ridge = 1e-6 * torch.trace(gram) / code_size
         decoder = torch.linalg.solve(gram + ridge * torch.eye(code_size, dtype=gram.dtype), codes.T @ sample.double())
         with torch.no_grad():
             model.mean.copy_(torch.from_numpy(self.pca_mean))
