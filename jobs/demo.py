@@ -56,6 +56,7 @@ def _serve_and_query(store: str, tasks: list[str], data: dict[str, Path]) -> lis
 def _run_task(name: str, data: Path, out: Path, store: str, samples: int, table: list) -> Path:
     """One task through the four doors: its demo data, tune (or one small fit), submit, score."""
     task = get_task(name)
+    started = time.perf_counter()
     typer.echo(f"[demo] {name}: data")
     data = task.demo_data(data)
     demo_config = getattr(task, "demo_config", None)
@@ -72,6 +73,9 @@ def _run_task(name: str, data: Path, out: Path, store: str, samples: int, table:
     scores = task.format.score(Path(sub["submission"]), data / task.format.synthetic_truth)
     shown = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
     table.append((name, "submission: " + ", ".join(list(shown)[:4]), ", ".join(f"{v:.3f}" for v in list(shown.values())[:4])))
+    took = time.perf_counter() - started
+    typer.echo(f"[demo] {name} done in {took:.0f} s")
+    table.append((name, "seconds: data, fit, submit, score", f"{took:.0f}"))
     return data
 
 

@@ -38,26 +38,37 @@ def _trainable_for(task, data):
         tune.with_parameters(_trainable, task_name=task.name, trial_data=task.trial_data(data)), {"cpu": 1})
 
 
-class _FixedTrial:
-    """An Optuna trial whose suggestions of the `fixed` names return the fixed values."""
+class _SpaceTrial:
+    """The Optuna trial a space sees: suggestions of the `fixed` names return the fixed values,
+    and the names it suggested are recorded (so the task's defaults fill only the rest)."""
 
     def __init__(self, trial, fixed: dict):
-        self._trial, self._fixed = trial, fixed
+        self._trial, self._fixed, self.suggested = trial, fixed, set()
 
     def __getattr__(self, name: str):
         attr = getattr(self._trial, name)
         if not name.startswith("suggest_"):
             return attr
-        return lambda param, *args, **kwargs: self._fixed[param] if param in self._fixed else attr(param, *args, **kwargs)
+
+        def suggest(param, *args, **kwargs):
+            self.suggested.add(param)
+            return self._fixed[param] if param in self._fixed else attr(param, *args, **kwargs)
+        return suggest
 
 
-def _fixed_space(space_fn, fixed: dict, trial) -> dict:
-    return {**(space_fn(_FixedTrial(trial, fixed)) or {}), **fixed}
+def _full_space(space_fn, defaults: dict, fixed: dict, trial) -> dict:
+    """A trial's config: what the space suggests, its constants, the `fixed` values, and the
+    task's default config for everything else (Optuna's returned constants override suggestions,
+    so defaults must leave the suggested names alone)."""
+    spaced = _SpaceTrial(trial, fixed)
+    constants = space_fn(spaced) or {}
+    rest = {k: v for k, v in defaults.items() if k not in spaced.suggested}
+    return {**rest, **constants, **fixed}
 
 
-def _space_with(space_fn, fixed: dict | None):
-    """The task's define-by-run space with `fixed` values (picklable: Tune saves the searcher)."""
-    return functools.partial(_fixed_space, space_fn, fixed) if fixed else space_fn
+def _space_with(space_fn, defaults: dict, fixed: dict | None):
+    """The task's define-by-run space completed (picklable: Tune saves the searcher)."""
+    return functools.partial(_full_space, space_fn, dict(defaults), dict(fixed or {}))
 
 
 def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, promote: bool = True,
@@ -78,7 +89,7 @@ def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, 
     trainable = _trainable_for(task, data)
     if max_concurrent is None and hasattr(task, "tune_concurrency"):  # trials whose trainers hold the resources
         max_concurrent = task.tune_concurrency()
-    searcher = OptunaSearch(space=_space_with(space.space, fixed), metric=task.metric, mode=task.mode,
+    searcher = OptunaSearch(space=_space_with(space.space, task.default_config, fixed), metric=task.metric, mode=task.mode,
                             points_to_evaluate=list(getattr(space, "seed_points", [])), seed=seed)
     # tasks that report every epoch stop poor trials early
     scheduler = ASHAScheduler(metric=task.metric, mode=task.mode, **space.asha) if hasattr(space, "asha") else None

@@ -225,7 +225,7 @@ def _compute(root: Path, todo: list[str], options: EmbedOptions, parts: Path, *,
     dataset = ray.data.read_binary_files([str(root / n) for n in todo], include_paths=True, num_cpus=0)
     embedded = dataset.map_batches(_with_relative_names, fn_kwargs={"root": str(root)}, batch_format="numpy").map_batches(
         FaceEmbedder, fn_constructor_kwargs={"options": asdict(options)}, batch_size=batch_size,
-        batch_format="numpy", concurrency=actors, num_cpus=1)
+        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
     bar, pending, part = _Progress(len(todo), f"embed {root.name}"), [], len(list(parts.glob("part-*.parquet")))
     for table in embedded.iter_batches(batch_size=None, batch_format="pyarrow"):
         pending.append(table)

@@ -162,7 +162,7 @@ def encode_files(paths: list[str], settings: CoderSettings, *, cache: str | os.P
         rows = ray.data.from_items([{"sha": sha, "path": path} for sha, path in todo.items()])
         done = rows.map_batches(EncodeFiles, fn_constructor_kwargs={"detector": settings.detector, "jitters": settings.jitters,
                                                                     "upsample": settings.upsample},
-                                batch_size=batch_size, batch_format="numpy", concurrency=actors, num_cpus=1).take_all()
+                                batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1).take_all()
         for row in done:
             known[str(row["sha"])] = (row["small"], row["large"], bool(row["whole"]))
         _save_cache(cache_file, known)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,8 @@ from facelab.tasks import Task, get_task
 def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None = None, batch_size: int = 256) -> pd.DataFrame:
     """Run the task's batch predictor over a Dataset with a pool of actors (one model each);
     rows come back in their input order (by `_row`)."""
+    import ray
+
     actors = actors or max(1, min(4, (os.cpu_count() or 2) // 2))
     gpus = _gpus_for(task)
     if gpus:  # one GPU per actor: no more actors than GPUs
@@ -30,7 +33,7 @@ def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None 
         fn_constructor_kwargs={"model_dir": str(model_dir)},
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=1,
         num_gpus=1 if gpus else None,
     )
@@ -52,8 +55,11 @@ def submit(task_name: str, data_dir: Path, out: Path, store_uri: str, *, run_id:
     task = get_task(task_name)
     run = ModelStore(store_uri).load(task.name, run_id)
     read = task.format.read(Path(data_dir), task.submit_split, skip_bad=skip_bad)
+    started = time.perf_counter()
     predictions = predict_dataset(task, run.model_dir, read.dataset, actors=actors)
+    seconds = time.perf_counter() - started
     written = task.format.write_submission(task.predictions_frame(predictions), Path(out), data=Path(data_dir))
     bad_file = write_bad_rows(read.bad, Path(f"{out}.bad_rows.csv"))
     return {"submission": str(written), "run_id": run.run_id, "rows": len(predictions), "bad_rows": len(read.bad),
-            "bad_rows_file": str(bad_file) if bad_file else None}
+            "bad_rows_file": str(bad_file) if bad_file else None,
+            "seconds": round(seconds, 2), "rows_per_second": round(len(predictions) / seconds, 3) if seconds else None}

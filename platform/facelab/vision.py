@@ -1,4 +1,4 @@
-"""What the face-image tasks that train through facelab.torch_train share (occlusion, age-gender).
+"""What the face-image tasks that train through facelab.torch_train share (occlusion, age-gender, emotion).
 
 - Images: load, resize, augment (one random similarity transform, flip, brightness/contrast,
   optional greyscale) and stack as uint8 NCHW; the model normalises, so Ray Data moves a

@@ -322,7 +322,7 @@ def _assigned_cpus() -> int:
     """The CPUs Ray gave this trial (2 outside Ray)."""
     import ray
 
-    if not ray.is_initialized():
+    if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
         return 2
     return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 2)))
 

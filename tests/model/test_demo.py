@@ -1,4 +1,8 @@
-"""`facelab demo` (the README's main command) runs end to end and prints its table."""
+"""`facelab demo` (the README's main command) runs end to end and prints its table.
+
+CI runs it on a cross-section of the registry (a Tune sweep, small Ray Train fits, a YOLO fit and
+the face pipeline on real faces); every task's own pipeline has its own tests, and the full
+`facelab demo` is the README's command, timed there."""
 
 import os
 import re
@@ -9,17 +13,19 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
+TASKS = ("sentiment", "fairface", "tracks", "age-bins", "detect", "verify", "crowd")
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3200)
+@pytest.mark.timeout(1600)
 def test_demo_runs_end_to_end(tmp_path):
-    proc = subprocess.run([str(BIN / "facelab"), "demo", "--out", str(tmp_path / "demo"), "--samples", "3"],
-                          capture_output=True, text=True, timeout=3000,
+    proc = subprocess.run([str(BIN / "facelab"), "demo", "--out", str(tmp_path / "demo"), "--samples", "2",
+                           "--tasks", ",".join(TASKS)],
+                          capture_output=True, text=True, timeout=1500,
                           env={**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""})
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = proc.stdout[proc.stdout.index("task "):]
-    for name in ("sentiment", "age-bins", "mask", "crowd", "deblur", "occlusion", "tracks", "fairface"):
+    for name in TASKS:
         assert f"\n{name} " in table
     assert "FAILED" not in table, table
     for name in ("detect", "verify", "crowd"):  # the face pipeline's tasks run on real faces when present

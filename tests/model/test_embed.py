@@ -38,7 +38,7 @@ def test_embed_rows_and_reasons(folder, tmp_path, ray_local):
     assert len(face["landmarks"]) == 10 and len(face["landmarks68"]) == 136 and face["score"] > 0.3
     x0, y0, x1, y1 = face["box"]
     assert x0 < 100 < x1 and y0 < 100 < y1  # the face drawn at the centre
-    assert np.linalg.norm(face["encoding"]) == pytest.approx(1.0, abs=0.1)  # dlib's encodings are ~unit length
+    assert 0.5 < np.linalg.norm(face["encoding"]) < 2.0  # a real dlib descriptor, not zeros or a blow-up
     assert rows["blank.pgm"]["reason"] == NO_FACE and rows["blank.pgm"]["encoding"] is None
     assert rows["broken.jpg"]["reason"].startswith("not a readable image") and rows["broken.jpg"]["width"] is None
     assert summary["images"] == 3 and summary["faces"] == 1

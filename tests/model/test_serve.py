@@ -70,9 +70,11 @@ def test_malformed_input_is_rejected_and_service_survives(service, embeddings, b
 
 
 def test_oversized_body_is_413(service, embeddings):
+    from serve.app import MAX_BODY_BYTES
+
     one = json.dumps(embeddings[0]).encode()
-    huge = b'{"embeddings": [' + b",".join([one] * (8 * 1024 * 1024 // len(one) + 10)) + b"]}"
-    assert len(huge) > 8 * 1024 * 1024
+    huge = b'{"embeddings": [' + b",".join([one] * (MAX_BODY_BYTES // len(one) + 10)) + b"]}"
+    assert len(huge) > MAX_BODY_BYTES
     assert httpx.post(f"{service}/sentiment", content=huge, timeout=60).status_code == 413
     assert httpx.post(f"{service}/sentiment", json={"embedding": embeddings[0]}, timeout=60).status_code == 200
 

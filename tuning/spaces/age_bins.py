@@ -8,7 +8,7 @@ weights, trained on train.
 
 from __future__ import annotations
 
-from facelab.tasks.age_bins import SEED_CROP, AgeBinsTask
+from facelab.tasks.age_bins import SEED_CROP
 
 FAMILIES = ("yolov8", "yolo11")
 SIZES = ("n", "s", "m")
@@ -24,5 +24,4 @@ def space(trial) -> dict:
     trial.suggest_categorical("epochs", [20, 40, 60])
     trial.suggest_float("lr0", 1e-4, 3e-3, log=True)
     trial.suggest_categorical("crop_double", [0.0, SEED_CROP])
-    rest = {k: v for k, v in AgeBinsTask.default_config.items() if k not in trial.params}
-    return {**rest, "model": f"{family}{size}", "merge_val": False}
+    return {"model": f"{family}{size}", "merge_val": False}

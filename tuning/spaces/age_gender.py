@@ -8,7 +8,6 @@ weight of the expectation's L1 term. Trials are compared by validation age MAE.
 
 from __future__ import annotations
 
-from facelab.tasks.age_gender import AgeGenderTask
 
 # ASHA on the reported `epoch`: rungs at 4, 8, 16, 32 epochs up to the config's epochs
 asha = {"time_attr": "epoch", "max_t": 40, "grace_period": 4, "reduction_factor": 2}
@@ -19,7 +18,7 @@ def space(trial) -> dict:
     trial.suggest_float("weight_decay", 1e-3, 0.2, log=True)
     trial.suggest_float("age_sigma", 1.0, 4.0)
     trial.suggest_float("age_l1", 0.01, 0.5, log=True)
-    return {k: v for k, v in AgeGenderTask.default_config.items() if k not in trial.params}
+    return {}
 
 
 # The default config is always tried first.

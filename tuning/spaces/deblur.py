@@ -4,7 +4,6 @@ batch size and the plateau scheduler's patience. Every trial reports each epoch'
 
 from __future__ import annotations
 
-from facelab.tasks.deblur import DeblurTask
 
 # ASHA on the reported `epoch`: rungs at 2, 4, 8, ... epochs up to the config's epochs
 asha = {"time_attr": "epoch", "max_t": 40, "grace_period": 2, "reduction_factor": 2}
@@ -21,7 +20,7 @@ def space(trial) -> dict:
     trial.suggest_categorical("crop", [64, 96, 128])
     trial.suggest_categorical("batch_size", [4, 8, 16])
     trial.suggest_int("patience", 2, 6)
-    return {k: v for k, v in DeblurTask.default_config.items() if k not in trial.params}
+    return {}
 
 
 # The seed's model and settings first, so a sweep never does worse than the paper's model.

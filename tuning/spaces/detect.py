@@ -18,4 +18,4 @@ def space(trial) -> dict:
 
 
 # the configured default (the best of `facelab detect-bench` on the face-mask data) goes first
-seed_points = [{"model": "mediapipe-full", "min_side": 640, "pad": 0.0}]
+seed_points = [{"model": "mediapipe", "min_side": 640, "pad": 0.0}]

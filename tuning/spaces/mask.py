@@ -10,7 +10,6 @@ and an L model from scratch does not fit a CPU budget.
 
 from __future__ import annotations
 
-from facelab.tasks.mask import MaskTask
 
 FAMILIES = ("yolov5", "yolov8", "yolo11")
 SIZES = ("n", "s", "m")
@@ -28,5 +27,4 @@ def space(trial) -> dict:
     trial.suggest_float("mixup", 0.0, 0.3)
     trial.suggest_float("degrees", 0.0, 10.0)
     trial.suggest_categorical("mosaic", [0.5, 1.0])
-    rest = {k: v for k, v in MaskTask.default_config.items() if k not in trial.params}
-    return {**rest, "model": f"{family}{size}"}
+    return {"model": f"{family}{size}"}

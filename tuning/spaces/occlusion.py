@@ -8,7 +8,6 @@ task's default config (ensemble on, level weights on).
 
 from __future__ import annotations
 
-from facelab.tasks.occlusion import OcclusionTask
 
 # ASHA on the reported `epoch`: rungs at 3, 6, 12, 24 epochs up to the config's epochs
 asha = {"time_attr": "epoch", "max_t": 30, "grace_period": 3, "reduction_factor": 2}
@@ -17,7 +16,7 @@ asha = {"time_attr": "epoch", "max_t": 30, "grace_period": 3, "reduction_factor"
 def space(trial) -> dict:
     trial.suggest_float("female_weight", 0.8, 2.0, log=True)
     trial.suggest_float("lr", 1e-4, 3e-3, log=True)
-    return {k: v for k, v in OcclusionTask.default_config.items() if k not in trial.params}
+    return {}
 
 
 # The seed's final model (no gender weight) and its best gender weight are always tried.

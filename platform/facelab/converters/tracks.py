@@ -104,7 +104,7 @@ def _encode(root: Path, specs: pd.DataFrame, actors: int | None) -> np.ndarray:
     blocks = np.array_split(np.arange(len(columns)), max(1, len(columns) // 200))  # spread over the actors
     encoded = ray.data.from_pandas([columns.iloc[b] for b in blocks]).map_batches(
         FrameEncoder, fn_constructor_kwargs={"root": str(root)}, batch_size=32, batch_format="numpy",
-        concurrency=actors, num_cpus=1).to_pandas().sort_values("key")
+        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1).to_pandas().sort_values("key")
     return np.stack(encoded["descriptor"].to_numpy()).astype(np.float32)
 
 

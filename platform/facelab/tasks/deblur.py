@@ -218,6 +218,8 @@ class DeblurTask(TorchTask):
         "epochs": 20, "batch_size": 8, "eval_batch_size": 16, "crop": 96,
         "lr": 1e-3, "weight_decay": 1e-4, "patience": 4, "factor": 0.5,
     }
+    demo_config: ClassVar[dict] = {"arch": "resnet", "channels": 16, "blocks": 2, "epochs": 2, "batch_size": 4,
+                                   "crop": 64, "lr": 2e-3}
     recipe = DeblurRecipe()
     Request = DeblurRequest
     predictor_class = DeblurPredictor

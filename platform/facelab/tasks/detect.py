@@ -85,7 +85,7 @@ class DetectTask(Task):
     seed = "002 HexaFace, 3.4 / 5.4: face detection"
     metric = "ap50"
     mode = "max"
-    default_config: ClassVar[dict] = {"model": "mediapipe-full", "min_side": 640, "pad": 0.0, "threshold": None}
+    default_config: ClassVar[dict] = {"model": "mediapipe", "min_side": 640, "pad": 0.0, "threshold": None}
     fit_splits = ("val",)
     Request = ImageRequest
     predictor_class = DetectPredictor

@@ -237,6 +237,7 @@ class FairFaceTask(PreparedTorchTask):
         "model": "mlp", "width": 512, "depth": 2, "dropout": 0.3, "lr": 1e-3, "weight_decay": 1e-4,
         "class_weights": "none", "epochs": 30, "batch_size": 128, "seed": 0, "baselines": True,
     }
+    demo_config: ClassVar[dict] = {"epochs": 10, "width": 128, "baselines": False}
     Request = FairFaceRequest
     predictor_class = FairFacePredictor
 

@@ -427,6 +427,7 @@ class TracksTask(PreparedTorchTask):
         "quality_power": 4.0, "margin": 0.05, "centre": "auto", "neg_weight": 10.0, "lr": 1e-4, "weight_decay": 0.0,
         "lr_drop": 3.0, "lr_drop_epoch": 10, "epochs": 10, "batch_size": 64, "val_share": 0.2, "seed": 0,
     }
+    demo_config: ClassVar[dict] = {"epochs": 3}
     fit_splits = ("train",)
     Request = TrackRequest
     predictor_class = TrackPredictor
