@@ -38,7 +38,9 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 api = FastAPI(title="facelab", description="Face analysis models served from the facelab model store.")
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
+# Small CPU reservations: a graph of every task (13 models, the gallery and the gateway) must
+# fit on a laptop; replicas idle between requests. Raise them per deployment in serve/config.yaml.
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
 class TaskModel:
     """The promoted model of one task behind its batch predictor."""
 
@@ -72,7 +74,7 @@ def _stack(values: list) -> np.ndarray:
         return column
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=16)
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16)
 class GalleryModel:
     """The 1:N identification gallery (SQLite) behind the face encoder; it takes the promoted
     `verify` model's detector, encoder and threshold when there is one, else dlib's 0.6."""
@@ -166,7 +168,7 @@ def _respond(result):
     return result
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(api)
 class Gateway:
     def __init__(self, models: dict[str, DeploymentHandle], gallery: Optional[DeploymentHandle] = None):

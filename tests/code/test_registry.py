@@ -50,3 +50,13 @@ def test_layering():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for module in names:
                 assert module.split(".")[0] not in {"jobs", "tuning", "serve"}, f"{path} imports {module}"
+
+
+def test_a_graph_of_every_task_fits_on_a_two_core_laptop():
+    """`facelab demo` and `facelab serve` deploy one replica per task plus the gallery and the
+    gateway; their CPU reservations must fit a 2-CPU local Ray or Serve waits forever."""
+    from serve.app import Gateway, GalleryModel, TaskModel
+
+    reserved = len(task_names()) * TaskModel.ray_actor_options["num_cpus"] + sum(
+        d.ray_actor_options["num_cpus"] for d in (GalleryModel, Gateway))
+    assert reserved <= 2.0

@@ -14,7 +14,7 @@ from facelab.formats import get_format
 from facelab.formats.utkface import GENDERS, RACES
 from facelab.tasks import get_task
 
-TINY = {"epochs": 8, "image_size": 32, "width": 8, "batch_size": 16, "lr": 3e-3, "warmup_epochs": 0, "aug_colour": 0.0,
+TINY = {"epochs": 8, "image_size": 32, "width": 8, "batch_size": 8, "race_weight": 1.0, "lr": 3e-3, "warmup_epochs": 0, "aug_colour": 0.0,
         "aug_grey": 0.0}
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
 

@@ -62,10 +62,11 @@ def test_unknown_detector_is_an_error():
 
 @pytest.mark.realdata
 def test_default_detector_on_real_faces(data_root):
-    """The configured default finds the annotated faces of real face-mask photos and the one face of an
-    ORL portrait; its 5 landmarks lie inside the box."""
+    """The configured default finds the annotated faces of every real face-mask photo (recall 0.90
+    measured by `facelab detect-bench`) and the one face of an ORL portrait; its 5 landmarks lie
+    inside the box."""
     detect = detector_from(TASK.default_config)
-    items = voc_items(data_root / "facemask_voc").iloc[:4]
+    items = voc_items(data_root / "facemask_voc")
     hits = total = 0
     for path, boxes in zip(items["path"], items["boxes"]):
         faces = detect(load_rgb(path))
@@ -75,7 +76,7 @@ def test_default_detector_on_real_faces(data_root):
         for f in faces:
             x0, y0, x1, y1 = f.box
             assert ((f.landmarks[:, 0] >= x0 - 2) & (f.landmarks[:, 0] <= x1 + 2)).mean() >= 0.8
-    assert hits / total >= 0.6
+    assert total > 150 and hits / total >= 0.85
     portrait = load_rgb(data_root / "orl_faces" / "s1" / "1.pgm")
     assert len(detector_from({**TASK.default_config, "min_side": 160, "pad": 0.15})(portrait)) >= 1
 

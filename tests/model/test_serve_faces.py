@@ -1,5 +1,5 @@
-"""Serve with image endpoints on real faces: detect and the gallery answer, every bad upload gets a
-clear 4xx naming the field, and the service keeps serving afterwards."""
+"""Serve with image endpoints on real faces: detect, verify, crowd and the gallery answer over HTTP,
+every bad upload gets a clear 4xx naming the field, and the service keeps serving afterwards."""
 
 import io
 import socket
@@ -28,9 +28,25 @@ def _png(width, height, mode="RGB") -> bytes:
 
 
 @pytest.fixture(scope="module")
+def crowd_dir(data_root, tmp_path_factory):
+    return _crowd(data_root, tmp_path_factory)
+
+
+def _crowd(data_root, tmp_path_factory):
+    """One real crowd (100 ORL/UTKFace tiles), built once per module."""
+    from facelab.converters import convert
+
+    out = tmp_path_factory.getbasetemp() / "one-crowd"
+    if not (out / "truth.csv").is_file():
+        convert("crowd", data_root, out, n=1, seed=3)
+    return out
+
+
+@pytest.fixture(scope="module")
 def service(ray_local, data_root, tmp_path_factory):
     from ray import serve
 
+    from facelab.converters import convert
     from facelab.formats import get_format
     from facelab.train import train
     from serve.app import build_app
@@ -38,10 +54,14 @@ def service(ray_local, data_root, tmp_path_factory):
     store = str(tmp_path_factory.mktemp("faces-store"))
     voc = get_format("detect").synthesize(tmp_path_factory.mktemp("voc"), seed=0)
     train("detect", voc, store, config={"model": "hog", "min_side": 160, "pad": 0.15}, promote=True)
+    pairs = tmp_path_factory.mktemp("verify")
+    convert("verify", data_root, pairs, people=4, folds=2, n=4)
+    train("verify", pairs, store, promote=True)
+    train("crowd", _crowd(data_root, tmp_path_factory), store, promote=True)
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     gallery = tmp_path_factory.mktemp("gallery") / "gallery.sqlite"
-    serve.run(build_app({"store": store, "tasks": ["detect"], "gallery": str(gallery)}), name="facelab", route_prefix="/")
+    serve.run(build_app({"store": store, "tasks": ["detect", "verify", "crowd"], "gallery": str(gallery)}), name="facelab", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 
@@ -93,3 +113,30 @@ def test_portal_page_has_a_form_per_endpoint(service):
     page = httpx.get(service, timeout=60)
     assert page.status_code == 200
     assert "POST /detect" in page.text and "type=file name=image" in page.text and "/identify" in page.text
+
+
+def test_verify_answers_same_and_different_people(service, data_root):
+    def ask(a, b):
+        files = {"image_a": ("a.pgm", _orl(data_root, *a)), "image_b": ("b.pgm", _orl(data_root, *b))}
+        return httpx.post(f"{service}/verify", files=files, timeout=120)
+
+    same, different = ask((7, 1), (7, 4)), ask((7, 1), (8, 1))
+    assert same.status_code == different.status_code == 200, (same.text, different.text)
+    assert same.json()["same"] and same.json()["distance"] < same.json()["threshold"]
+    assert not different.json()["same"] and different.json()["distance"] > different.json()["threshold"]
+    faceless = httpx.post(f"{service}/verify", files={"image_a": ("a.pgm", _orl(data_root, 7, 1)),
+                                                      "image_b": ("grey.png", _png(92, 112))}, timeout=120)
+    assert faceless.status_code == 422 and "image_b" in faceless.text
+    assert httpx.get(f"{service}/tasks", timeout=30).status_code == 200
+
+
+def test_crowd_finds_the_missing_face(service, crowd_dir):
+    truth = dict(line.split(",") for line in (crowd_dir / "truth.csv").read_text().split()[1:])
+    image_id = next(iter(truth))
+    files = {part: (f"{image_id}.jpg", (crowd_dir / part / f"{image_id}.jpg").read_bytes()) for part in ("missing", "target")}
+    answer = httpx.post(f"{service}/crowd", files=files, timeout=300)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["index"] == int(truth[image_id])
+    broken = httpx.post(f"{service}/crowd", files={**files, "missing": ("m.jpg", b"not an image")}, timeout=120)
+    assert broken.status_code == 415 and "missing" in broken.text
+    assert httpx.post(f"{service}/crowd", files=files, timeout=300).status_code == 200  # still serving
