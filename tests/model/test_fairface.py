@@ -78,6 +78,8 @@ def test_score_reports_slices_and_plots(tmp_path):
     assert scores["age_accuracy|gender=Male"] == 0.5 and scores["age_accuracy|gender=Female"] == 0.5
     assert scores["age_accuracy|race=White"] == pytest.approx(2 / 3) and scores["race_accuracy|race=Black"] == 0.0
     assert scores["gender_accuracy|gender=Female"] == 0.5 and "age_accuracy|race=Indian" not in scores
+    assert scores["gender_accuracy|age=3-9"] == 0.5 and scores["gender_accuracy|age=20-29"] == 1.0
+    assert "gender_accuracy|age=0-2" not in scores
     plots = FMT.plots(sub, truth, tmp_path / "plots")
     assert sorted(p.name for p in plots) == ["confusion_age.png", "confusion_gender.png", "confusion_race.png"]
 

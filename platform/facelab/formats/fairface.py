@@ -15,7 +15,7 @@ Read columns: `_file`, `_row`, `file`, `embedding` (float32), `age`, `gender`, `
 a test file has no label). Submission predictions: a DataFrame `file,age,gender,race`, written
 as that CSV (in test order when `data` holds a test file). Score: accuracy and macro-F1 per
 attribute against a truth CSV in the label layout, joined on `file`, and each attribute's
-accuracy per true gender and per true race (`age_accuracy|race=Black`: the fairness slices);
+accuracy per true gender, race and age bin (`age_accuracy|race=Black`: the fairness slices);
 `plots`: a confusion matrix per attribute.
 """
 
@@ -240,9 +240,10 @@ class _LatentSpace:
 
 
 def slice_accuracies(truth: pd.DataFrame, pred: pd.DataFrame, attrs: list[str], labels: dict) -> dict[str, float]:
-    """Each attribute's accuracy within each true gender and each true race (rows aligned)."""
+    """Each attribute's accuracy within each true gender, race and age bin (rows aligned); the
+    age slices show, e.g., how much of a gender error rate comes from infants."""
     out = {}
-    for group in ("gender", "race"):
+    for group in ("gender", "race", "age"):
         if group not in attrs:
             continue
         for value in labels[group]:
