@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from facelab.formats import get_format
+from facelab.tasks import format_of
 from jobs.common import Task, command, emit
 
 
@@ -19,7 +19,7 @@ def score(
     plots: Annotated[Optional[Path], typer.Option("--plots", help="also save plots (e.g. confusion matrix) here")] = None,
 ) -> None:
     """Print one JSON object of the challenge's metrics for SUBMISSION against TRUTH."""
-    fmt = get_format(task)
+    fmt = format_of(task)
     result = {"task": task, **fmt.score(submission, truth)}
     if plots:
         result["plots"] = [str(p) for p in fmt.plots(submission, truth, plots)]

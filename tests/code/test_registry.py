@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_task_contract(name):
     task = get_task(name)
     assert task.name == name and task.mode in ("max", "min") and task.seed
-    assert task.format.task == name
+    assert task.format.task == (task.format_name or name)
     assert issubclass(task.Request, BaseModel) and callable(task.predictor_class)
     space = spaces.for_task(name)
     # the search space samples a config under Optuna, with no computation

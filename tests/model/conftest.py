@@ -34,3 +34,27 @@ def train_promoted(ray_local, tmp_path_factory):
         return data, store, run_id, metrics
 
     return fit
+
+
+@pytest.fixture(scope="session")
+def checked_mask_submission():
+    """`submit` of a mask method into OUT, checked against the Blitz layout (one row per test image
+    in the sample submission's order, known types, boxes inside the 512x512 images), then scored:
+    check(task, data, store, out) -> scores."""
+    import pandas as pd
+
+    from facelab.formats.mask import MASK_TYPES, parse_bbox
+    from facelab.predict import submit
+
+    def check(task: str, data, store: str, out) -> dict:
+        summary = submit(task, data, out, store)
+        written = pd.read_csv(out)
+        expected = pd.read_csv(data / "sample_submission.csv")["ImageID"]
+        assert summary["rows"] == len(expected) and list(written["ImageID"]) == list(expected)
+        assert set(written["masktype"]) <= set(MASK_TYPES)
+        for text in written["bbox"]:
+            x0, y0, x1, y1 = parse_bbox(text)
+            assert 0 <= x0 < x1 <= 512 and 0 <= y0 < y1 <= 512
+        return get_format("mask").score(out, data / "test_truth.csv")
+
+    return check

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from facelab.errors import FacelabError
@@ -107,19 +106,8 @@ def test_resume_goes_on_from_the_checkpoint_and_promotes_the_best_trial(resumed_
     assert {"ap50", "type_accuracy", "map50"} <= set(run.metrics)
 
 
-def test_submission_has_one_valid_box_per_test_image(resumed_sweep, mask_data, tmp_path):
-    from facelab.predict import submit
-
-    out = tmp_path / "submission.csv"
-    summary = submit("mask", mask_data, out, resumed_sweep[0])
-    written = pd.read_csv(out)
-    expected = pd.read_csv(mask_data / "sample_submission.csv")["ImageID"]
-    assert summary["rows"] == len(expected) and list(written["ImageID"]) == list(expected)
-    assert set(written["masktype"]) <= set(MASK_TYPES)
-    for text in written["bbox"]:
-        x0, y0, x1, y1 = parse_bbox(text)
-        assert 0 <= x0 < x1 <= 512 and 0 <= y0 < y1 <= 512
-    scores = get_format("mask").score(out, mask_data / "test_truth.csv")
+def test_submission_has_one_valid_box_per_test_image(resumed_sweep, mask_data, tmp_path, checked_mask_submission):
+    scores = checked_mask_submission("mask", mask_data, resumed_sweep[0], tmp_path / "submission.csv")
     assert 0.0 <= scores["ap50"] <= 1.0 and 0.0 <= scores["type_accuracy"] <= 1.0
 
 

@@ -10,7 +10,7 @@ from facelab.tasks.base import Task
 
 # Every task of the platform; the ones with a model are listed in _IMPLEMENTED.
 # (HexaFace's age and gender are one task, "age-gender", listed by its format.)
-ALL_TASKS = (*FORMAT_NAMES, "detect", "verify", "emotion", "synth")
+ALL_TASKS = (*FORMAT_NAMES, "detect", "verify", "emotion", "synth", "mask-face")
 
 _IMPLEMENTED = {
     "sentiment": "facelab.tasks.sentiment:SentimentTask",
@@ -22,6 +22,7 @@ _IMPLEMENTED = {
     "age-gender": "facelab.tasks.age_gender:AgeGenderTask",
     "verify": "facelab.tasks.verify:VerifyTask",
     "mask": "facelab.tasks.mask:MaskTask",
+    "mask-face": "facelab.tasks.mask_face:MaskFaceTask",
     "age-bins": "facelab.tasks.age_bins:AgeBinsTask",
     "deblur": "facelab.tasks.deblur:DeblurTask",
     "tracks": "facelab.tasks.tracks:TracksTask",
@@ -34,6 +35,13 @@ def task_names() -> list[str]:
     return list(_IMPLEMENTED)
 
 
+def format_of(name: str):
+    """The data format of a task or of a format name (a second method reads its task's format)."""
+    from facelab.formats import get_format
+
+    return get_task(name).format if name in _IMPLEMENTED else get_format(name)
+
+
 def get_task(name: str) -> Task:
     if name not in _IMPLEMENTED:
         if name in ALL_TASKS:
@@ -44,4 +52,4 @@ def get_task(name: str) -> Task:
     return getattr(importlib.import_module(module), cls)()
 
 
-__all__ = ["ALL_TASKS", "Task", "get_task", "task_names"]
+__all__ = ["ALL_TASKS", "Task", "format_of", "get_task", "task_names"]

@@ -27,13 +27,14 @@ class Task(ABC):
     default_config: ClassVar[dict[str, Any]]
     fit_splits: ClassVar[tuple[str, ...]] = ("train", "val")
     submit_split: ClassVar[str] = "test"
+    format_name: ClassVar[str | None] = None  # another task's data format (a second method), else the task's own
 
     # Serve: the JSON body of `POST /<name>` and how it becomes rows for the predictor.
     Request: ClassVar[type[BaseModel]]
 
     @property
     def format(self) -> Format:
-        return get_format(self.name)
+        return get_format(self.format_name or self.name)
 
     def read_for_fit(self, data: Path, *, skip_bad: bool = False) -> dict[str, Read]:
         return {split: self.format.read(data, split, skip_bad=skip_bad) for split in self.fit_splits}

@@ -15,6 +15,9 @@ Metric (`ap50`): with one mask per image, each image's most confident box is its
 is scored exactly as `facelab score` scores a submission (AP of type and box at IoU 0.5 with every
 answer at confidence 1.0, since a submission holds no confidence; `type_accuracy`); with several
 objects per image, VOC AP@0.5 over every detection with its confidence.
+
+The second method, face detector + lower-face box + type CNN, is the task `mask-face`
+(facelab/tasks/mask_face.py); both share `MaskAnswers`.
 """
 
 from __future__ import annotations
@@ -86,7 +89,30 @@ class MaskPredictor(YoloPredictor):
                 "box": np.stack(boxes).astype(np.float64).reshape(-1, 4), "confidence": np.array(confidences)}
 
 
-class MaskTask(YoloTask):
+class MaskAnswers:
+    """What both mask methods share: the label set of the data folder, one answer per image
+    scored by `score_detections`, the response and the submission columns."""
+
+    def read_for_fit(self, data: Path, *, skip_bad: bool = False) -> dict[str, Read]:
+        labels = dataset_labels(data)
+        return {split: self.format.read(data, split, skip_bad=skip_bad, labels=labels) for split in self.fit_splits}
+
+    def class_names(self, data: dict[str, Read]) -> tuple[str, ...]:
+        seen = set()
+        for read in data.values():
+            seen |= set(read.dataset.select_columns(["label"]).to_pandas()["label"])
+        return MASK_TYPES if seen <= set(MASK_TYPES) else tuple(sorted(seen))
+
+    def response(self, outputs: list[dict], batched: bool) -> dict:
+        shaped = [{"masktype": str(o["label"]), "bbox": [round(float(v), 1) for v in o["box"]],
+                   "bbox_text": format_bbox(o["box"]), "confidence": float(o["confidence"])} for o in outputs]
+        return {"predictions": shaped} if batched else shaped[0]
+
+    def predictions_frame(self, predictions: pd.DataFrame) -> pd.DataFrame:
+        return predictions[["_row", "image_id", "box", "label", "confidence"]]
+
+
+class MaskTask(MaskAnswers, YoloTask):
     name = "mask"
     seed = "000 AI Blitz XIII, 3: mask type and box"
     metric = "ap50"
@@ -103,22 +129,4 @@ class MaskTask(YoloTask):
     demo_config: ClassVar[dict] = {"model": "yolov8n", "imgsz": 96, "epochs": 3, "batch": 8, "plots": False}
     predictor_class = MaskPredictor
 
-    def read_for_fit(self, data: Path, *, skip_bad: bool = False) -> dict[str, Read]:
-        labels = dataset_labels(data)
-        return {split: self.format.read(data, split, skip_bad=skip_bad, labels=labels) for split in self.fit_splits}
-
-    def class_names(self, data: dict[str, Read]) -> tuple[str, ...]:
-        seen = set()
-        for read in data.values():
-            seen |= set(read.dataset.select_columns(["label"]).to_pandas()["label"])
-        return MASK_TYPES if seen <= set(MASK_TYPES) else tuple(sorted(seen))
-
     scorer = staticmethod(score_detections)
-
-    def response(self, outputs: list[dict], batched: bool) -> dict:
-        shaped = [{"masktype": str(o["label"]), "bbox": [round(float(v), 1) for v in o["box"]],
-                   "bbox_text": format_bbox(o["box"]), "confidence": float(o["confidence"])} for o in outputs]
-        return {"predictions": shaped} if batched else shaped[0]
-
-    def predictions_frame(self, predictions: pd.DataFrame) -> pd.DataFrame:
-        return predictions[["_row", "image_id", "box", "label", "confidence"]]

@@ -61,10 +61,28 @@ class YoloPredictor:
         return {k: batch[k] for k in ("_row", "image_id") if k in batch}
 
 
-class YoloTask(Task):
+class ImageUploads:
+    """The requests of the whole-image tasks (YOLO's and the mask's face method): `POST /<task>`
+    with one image or a batch, and the demo's good and bad bodies."""
+
+    Request = ImageRequest
+
+    def request_rows(self, request: ImageRequest) -> tuple[list[dict], bool]:
+        if request.image is not None:
+            return [{"image": decode_image(request.image, field="image")}], False
+        return [{"image": decode_image(b, field=f"images[{i}]")} for i, b in enumerate(request.images)], True
+
+    def demo_requests(self, data: Path) -> tuple[dict, dict]:
+        """The first image of the data's test split (else val) as base64, and a non-image."""
+        folder = next(Path(data) / s for s in ("test", "val", "train") if (Path(data) / s).is_dir())
+        first = sorted(folder.glob("*.jpg"))[0]
+        return ({"image": base64.b64encode(first.read_bytes()).decode("ascii")},
+                {"image": base64.b64encode(b"this is not an image").decode("ascii")})
+
+
+class YoloTask(ImageUploads, Task):
     kind: ClassVar[str]  # "detect" or "classify"
     predict_on_gpu: ClassVar[bool] = True  # batch jobs give each predictor actor a GPU when there is one
-    Request = ImageRequest
 
     def class_names(self, data: dict[str, Read]) -> tuple[str, ...]:
         raise NotImplementedError
@@ -115,15 +133,3 @@ class YoloTask(Task):
     def describe(self, model_dir: Path, config: dict, data: dict[str, Read], metrics: dict) -> dict[str, float]:
         """Extra plots or numbers of a fitted model folder (default: none)."""
         return metrics
-
-    def request_rows(self, request: ImageRequest) -> tuple[list[dict], bool]:
-        if request.image is not None:
-            return [{"image": decode_image(request.image, field="image")}], False
-        return [{"image": decode_image(b, field=f"images[{i}]")} for i, b in enumerate(request.images)], True
-
-    def demo_requests(self, data: Path) -> tuple[dict, dict]:
-        """The first image of the data's test split (else val) as base64, and a non-image."""
-        folder = next(Path(data) / s for s in ("test", "val", "train") if (Path(data) / s).is_dir())
-        first = sorted(folder.glob("*.jpg"))[0]
-        return ({"image": base64.b64encode(first.read_bytes()).decode("ascii")},
-                {"image": base64.b64encode(b"this is not an image").decode("ascii")})
