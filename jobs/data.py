@@ -35,12 +35,14 @@ def convert(
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="real data (default $FACELAB_DATA_ROOT or ../shared/data)")] = None,
     n: Annotated[Optional[int], typer.Option("--n", min=1, help="size where the converter takes one (e.g. crowds)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    split: Annotated[Optional[str], typer.Option(
+        "--split", help="age-bins: 'utkface' keeps the age-gender task's split (same test faces); default stratified")] = None,
 ) -> None:
     """Build TASK's challenge layout from the real face data under the data root."""
     from facelab import config
     from facelab.converters import convert as run_converter
 
-    options = {"seed": seed, **({"n": n} if n else {})}
+    options = {"seed": seed, **({"n": n} if n else {}), **({"split": split} if split else {})}
     emit(run_converter(task, data_root or config.data_root(), out, **options))
 
 

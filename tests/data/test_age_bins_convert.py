@@ -18,6 +18,8 @@ from facelab.formats.age_bins import AGE_BINS
 def test_age_bins_edges():
     assert [age_bin(a) for a in (0, 9, 10, 19, 20, 89, 90, 99, 100, 116)] == [
         "0-10", "0-10", "10-20", "10-20", "20-30", "80-90", "90-100", "90-100", "90-100", "90-100"]
+    # predicted ages (the age regressor's expectations) are floored, negative ones kept in 0-10
+    assert [age_bin(a) for a in (9.99, 10.0, -0.5, 150.2)] == ["0-10", "10-20", "0-10", "90-100"]
 
 
 @pytest.fixture
@@ -52,6 +54,21 @@ def test_convert_writes_the_blitz_layout(fake_utkface, tmp_path):
     # stratified: every bin with at least 3 photos has photos in every split
     counts = merged.groupby(["age_x", "split"]).size().unstack(fill_value=0)
     assert (counts[counts.sum(1) >= 3] > 0).all().all()
+
+
+def test_utkface_split_keeps_the_age_gender_test_faces(fake_utkface, tmp_path, ray_local):
+    """`--split utkface`: every image lands in the split the age-gender task reads it in, so the
+    age-bins classifier and the binned age regressor are scored on the same test faces."""
+    root, ages = fake_utkface
+    out = tmp_path / "out"
+    convert("age-bins", root, out, seed=0, split="utkface")
+    sources = pd.read_csv(out / "sources.csv")
+    for split in ("train", "val", "test"):
+        read = get_format("age-gender").read(root / "utkface", split)
+        expected = {f"utkface/{f}" for f in read.dataset.to_pandas()["file"]}
+        assert set(sources.loc[sources["split"] == split, "source"]) == expected
+    with pytest.raises(FacelabError, match="unknown split"):
+        convert("age-bins", root, tmp_path / "bad", split="random")
 
 
 def test_convert_is_seeded(fake_utkface, tmp_path):

@@ -76,5 +76,8 @@ def test_submission_order_and_score(synth, tmp_path):
     assert scores["age_mae"] == pytest.approx(2.0) and scores["gender_accuracy"] == 1.0
     assert scores["race_accuracy"] == 1.0 and scores["n"] == len(truth)
     assert scores == FMT.score(out, synth / "test_truth.csv")
+    # +2 years moves exactly the ages ending in 8 or 9 into the next decade bin
+    moved = (truth["age"] % 10 >= 8) & (truth["age"] < 98)
+    assert scores["age_bin_accuracy"] == pytest.approx(1 - moved.mean())
     with pytest.raises(DataError, match="no prediction for test file"):
         FMT.write_submission(shuffled.iloc[1:], tmp_path / "short.csv", data=synth)

@@ -7,7 +7,10 @@ crops, not resized to the Blitz 512x512. The split is seeded and stratified by b
 proportions 4:2:3 (train:val:test); `train.csv` and `val.csv` hold `ImageID,age`, the test labels
 go to `test_truth.csv` (what `facelab score` takes) and `sample_submission.csv` lists the test ids.
 `sources.csv` (`ImageID,split,source,age`) maps every image to its UTKFace file for checking.
-`n` keeps a stratified sample of n images.
+`n` keeps a stratified sample of n images. `split="utkface"` keeps instead every image in its
+split of the `age-gender` task (facelab.formats.utkface.split_names: 70/15/15), so the age-bins
+classifier and the binned age regressor are scored on the same test faces (`facelab score --task
+age-gender` reports `age_bin_f1_weighted` and `age_bin_accuracy`).
 """
 
 from __future__ import annotations
@@ -19,17 +22,12 @@ import numpy as np
 import pandas as pd
 
 from facelab.errors import FacelabError
-from facelab.formats.age_bins import AGE_BINS
+from facelab.formats.age_bins import AGE_BINS, age_bin
 from facelab.formats.images import ID, random_ids
 from facelab.progress import progress
 
 SOURCE = "utkface"
 PROPORTIONS = {"train": 4, "val": 2, "test": 3}
-
-
-def age_bin(age: int) -> str:
-    """The Blitz bin of an age in years; 100 and over is `90-100`."""
-    return AGE_BINS[min(max(int(age), 0) // 10, len(AGE_BINS) - 1)]
 
 
 def stratified_split(bins: pd.Series, rng: np.random.Generator) -> pd.Series:
@@ -44,7 +42,8 @@ def stratified_split(bins: pd.Series, rng: np.random.Generator) -> pd.Series:
     return split
 
 
-def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, **_) -> dict:
+def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, split: str = "stratified",
+            **_) -> dict:
     source = Path(data_root) / SOURCE
     table = source / "labels.csv"
     if not table.is_file():
@@ -62,7 +61,15 @@ def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, 
         shuffled = labels.iloc[rng.permutation(len(labels))]
         labels = pd.concat([rows.head(max(1, round(n * len(rows) / len(labels))))
                             for _, rows in shuffled.groupby("bin")]).reset_index(drop=True)
-    labels["split"] = stratified_split(labels["bin"], rng)
+    if split == "utkface":
+        from facelab.formats.utkface import split_names
+
+        everything = pd.read_csv(table)["file"].tolist()  # the age-gender split is over every listed file
+        labels["split"] = pd.Series(split_names(everything), index=everything).loc[labels["file"]].to_numpy()
+    elif split == "stratified":
+        labels["split"] = stratified_split(labels["bin"], rng)
+    else:
+        raise FacelabError(f"age-bins: unknown split '{split}' (stratified or utkface)")
     labels = labels.iloc[rng.permutation(len(labels))].reset_index(drop=True)  # CSVs not ordered by bin
     labels[ID] = random_ids(rng, len(labels))
     out = Path(out)

@@ -27,6 +27,11 @@ AGE_BINS = tuple(f"{lo}-{lo + 10}" for lo in range(0, 100, 10))
 SIZE = 512
 
 
+def age_bin(age: float) -> str:
+    """The Blitz bin of an age in years (a predicted age is floored); 100 and over is `90-100`."""
+    return AGE_BINS[min(max(int(np.floor(float(age))), 0) // 10, len(AGE_BINS) - 1)]
+
+
 def _check_row(record: dict, *, labelled: bool) -> None:
     check_image_id(record[ID])
     if labelled:

@@ -13,7 +13,8 @@ skipped. Read columns: `_file`, `_row`, `file`, `path` (absolute image path), `a
 
 Submission predictions: a DataFrame `file, age, gender, race` (age a number of years, gender and
 race UTKFace's codes), written as that CSV in test order. Score: age MAE, gender and race
-accuracy (and macro-F1), each also per gender and per race (the fairness slices), against a
+accuracy (and macro-F1), each also per gender and per race (the fairness slices), and the age
+binned into the AI Blitz XIII decades (`age_bin_f1_weighted`, `age_bin_accuracy`), against a
 truth that is a UTKFace folder (its test split) or a CSV in the labels.csv layout (every row).
 """
 
@@ -27,6 +28,7 @@ import pyarrow as pa
 
 from facelab import metrics
 from facelab.errors import BadRow, DataError, FieldError
+from facelab.formats.age_bins import age_bin
 from facelab.formats.base import FILE, ROW, Format, Read, read_table, validated
 from facelab.formats.images import check_image
 
@@ -139,6 +141,9 @@ def slice_scores(truth: pd.DataFrame, pred: pd.DataFrame) -> dict[str, float]:
 
     everything = np.ones(len(truth), bool)
     out = {k: v for k, v in scores(everything).items() if k != "n"}
+    # the age regressor binned as AI Blitz XIII's age task (compared with the age-bins classifier)
+    binned = metrics.classification([age_bin(a) for a in truth["age"]], [age_bin(a) for a in pred["age"]])
+    out.update({f"age_bin_{k}": v for k, v in binned.items()})
     out["n"] = float(len(truth))
     for attr, names in (("gender", GENDERS), ("race", RACES)):
         for code, name in enumerate(names):
