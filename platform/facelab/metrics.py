@@ -41,6 +41,11 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def ious(a: Sequence, b: Sequence) -> np.ndarray:
+    """Row-wise `iou` of two lists of boxes."""
+    return np.array([iou(x, y) for x, y in zip(np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4))])
+
+
 def _average_precision(is_tp: np.ndarray, n_truth: int) -> float:
     """All-point interpolated AP (VOC 2010+) of detections already sorted by confidence."""
     if n_truth == 0:

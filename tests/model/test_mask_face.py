@@ -15,7 +15,8 @@ from facelab.formats import get_format
 from facelab.formats.mask import MASK_TYPES, parse_bbox
 from facelab.store import ModelStore
 from facelab.tasks import get_task
-from facelab.tasks.mask_face import N_FEATURES, LowerFaceBox, add_faces, crop, iou
+from facelab.metrics import ious as iou
+from facelab.tasks.mask_face import N_FEATURES, LowerFaceBox, add_faces, crop
 from facelab.uploads import UploadError
 
 SMALL = {"epochs": 8, "image_size": 48, "width": 8, "batch_size": 16, "lr": 3e-3, "aug_box": 0.05}

@@ -28,6 +28,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from facelab import metrics
 from facelab.errors import FacelabError
 from facelab.formats import Read
 from facelab.tasks.mask import MaskAnswers, score_detections
@@ -61,15 +62,6 @@ def find_face(image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     landmarks = (np.asarray(face.landmarks, np.float64) - box[:2]) / side
     features = np.concatenate([box / [width, height, width, height], landmarks.ravel(), [face.score]])
     return box, features
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise IoU of two N x 4 arrays of (x0, y0, x1, y1) boxes."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    inter = (np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-             * np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None))
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
 
 
 class LowerFaceBox:
@@ -177,15 +169,15 @@ class MaskTypeRecipe(ImageRecipe):
         import torch
 
         labels = config["labels"]
-        truth, detections, ious = [], [], []
+        truth, detections, overlaps = [], [], []
         for batch in batches:
             proba = torch.softmax(model(normalised(batch["image"])), 1).cpu().numpy()
             box, pred_box = batch["box"].cpu().numpy(), batch["pred_box"].cpu().numpy()
             for row, b, pb, y, p in zip(batch["row"].cpu().numpy(), box, pred_box, batch["label"].cpu().numpy(), proba):
                 truth.append((str(row), b.tolist(), labels[y]))
                 detections.append((str(row), pb.tolist(), labels[int(p.argmax())], float(p.max())))
-            ious.append(iou(box, pred_box))
-        return {**score_detections(truth, detections), "box_iou": float(np.concatenate(ious).mean())}
+            overlaps.append(metrics.ious(box, pred_box))
+        return {**score_detections(truth, detections), "box_iou": float(np.concatenate(overlaps).mean())}
 
 
 class MaskFacePredictor:
