@@ -28,10 +28,13 @@ def _trainable(config: dict, task_name: str, trial_data) -> None:
 SWEEP_FILE = "facelab_sweep.json"  # in the experiment folder: what `resume` needs to rebuild the sweep
 
 
-def _trainable_for(task, data):
-    """The task's own per-epoch trainable when it has one (YOLO tasks), else one evaluate_config per trial."""
+def _trainable_for(task, data, trials: int | None = None):
+    """The task's own per-epoch trainable when it has one (torch and YOLO tasks), else one
+    evaluate_config per trial. Torch trials are sized for `trials` at once."""
     from ray import tune
 
+    if hasattr(task, "tune_concurrency"):
+        return task.tune_trainable(data, trials)
     if hasattr(task, "tune_trainable"):
         return task.tune_trainable(data)
     return tune.with_resources(
@@ -86,9 +89,9 @@ def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, 
     space = spaces.for_task(task.name)
     store = ModelStore(store_uri)
     data = load_fit_data(task, data_dir, skip_bad=skip_bad)
-    trainable = _trainable_for(task, data)
     if max_concurrent is None and hasattr(task, "tune_concurrency"):  # trials whose trainers hold the resources
         max_concurrent = task.tune_concurrency()
+    trainable = _trainable_for(task, data, max_concurrent)
     searcher = OptunaSearch(space=_space_with(space.space, task.default_config, fixed), metric=task.metric, mode=task.mode,
                             points_to_evaluate=list(getattr(space, "seed_points", [])), seed=seed)
     # tasks that report every epoch stop poor trials early
@@ -98,18 +101,19 @@ def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, 
     run_config = (task.tune_run_config(name, storage, verbose=1) if hasattr(task, "tune_run_config")
                   else tune.RunConfig(name=name, storage_path=storage, verbose=1))
     _write_sweep_file(f"{storage}/{name}", {"task": task.name, "data": str(Path(data_dir).resolve()),
-                                            "skip_bad": skip_bad, "samples": samples, "budget_minutes": budget_minutes})
+                                            "skip_bad": skip_bad, "samples": samples, "budget_minutes": budget_minutes,
+                                            "max_concurrent": max_concurrent})
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=samples, max_concurrent_trials=max_concurrent,
                                     scheduler=scheduler, time_budget_s=budget_minutes * 60 if budget_minutes else None),
         run_config=run_config,
     )
-    results = _complete(tuner.fit(), f"{storage}/{name}", samples, budget_minutes)
+    results = _complete(tuner.fit(), f"{storage}/{name}", samples, budget_minutes, task.metric)
     return _store_best(task, data_dir, data, results, store, name, storage, promote)
 
 
-def _complete(results, path: str, samples: int, budget_minutes: float | None):
+def _complete(results, path: str, samples: int, budget_minutes: float | None, metric: str):
     """The results of a sweep that ran to its end; an interrupted one (Ctrl+C) is an error that
     says how to resume it, and nothing is stored or promoted from it. Whether it ended is read
     from the experiment state Tune saved, which is what `resume` continues from."""
@@ -122,7 +126,18 @@ def _complete(results, path: str, samples: int, budget_minutes: float | None):
     if finished < len(trials) or (len(trials) < samples and not budget_minutes):
         raise FacelabError(f"sweep interrupted ({finished} of {samples} trials finished); "
                            f"continue it with `facelab tune --resume {path}`")
+    require_reported(results.get_dataframe(), metric, path, budget_minutes)
     return results
+
+
+def require_reported(frame, metric: str, path: str, budget_minutes: float | None) -> None:
+    """A sweep whose budget ran out before any trial reported its metric has no best trial:
+    say so, and how to go on, rather than let Tune fail on the empty result."""
+    if metric in frame and frame[metric].notna().any():
+        return
+    within = f" within the {budget_minutes:g}-minute budget" if budget_minutes else ""
+    raise FacelabError(f"no trial of the sweep reported '{metric}'{within}, so there is nothing to store ({path}); "
+                       f"give it a larger --budget-minutes, or continue it with `facelab tune --resume {path}`")
 
 
 def resume(sweep_path: str, store_uri: str, *, promote: bool = True) -> dict:
@@ -138,9 +153,10 @@ def resume(sweep_path: str, store_uri: str, *, promote: bool = True) -> dict:
     data = load_fit_data(task, data_dir, skip_bad=bool(saved.get("skip_bad")))
     if not tune.Tuner.can_restore(sweep_path):
         raise FacelabError(f"{sweep_path}: no Tune experiment state to resume")
-    tuner = tune.Tuner.restore(sweep_path, trainable=_trainable_for(task, data), resume_unfinished=True,
+    tuner = tune.Tuner.restore(sweep_path, trainable=_trainable_for(task, data, saved.get("max_concurrent")),
+                               resume_unfinished=True,
                                resume_errored=True)
-    results = _complete(tuner.fit(), sweep_path, int(saved.get("samples", 0)), saved.get("budget_minutes"))
+    results = _complete(tuner.fit(), sweep_path, int(saved.get("samples", 0)), saved.get("budget_minutes"), task.metric)
     storage, name = sweep_path.rsplit("/", 1)
     return _store_best(task, data_dir, data, results, ModelStore(store_uri), name, storage, promote)
 

@@ -14,12 +14,13 @@ class BadRow:
     """One rejected input row: where it is and why."""
 
     file: str
-    row: int  # 1-based line number in the file (header is line 1) or 1-based item index
-    field: str
+    row: int  # 1-based line number in the file (header is line 1) or 1-based item index; 0: the whole file
+    field: str  # "-": no one field
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.file}: row {self.row}: field '{self.field}': {self.reason}"
+        where = [self.file] + ([f"row {self.row}"] if self.row else []) + ([f"field '{self.field}'"] if self.field != "-" else [])
+        return ": ".join(where + [self.reason])
 
     def as_dict(self) -> dict:
         return asdict(self)

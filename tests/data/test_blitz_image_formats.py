@@ -90,7 +90,7 @@ def test_age_read_write_score(ray_local, synth, tmp_path):
     with pytest.raises(DataError, match="no prediction for ImageID"):
         fmt.write_submission(preds.iloc[1:], tmp_path / "short.csv", data=root)
     written.iloc[1:].to_csv(tmp_path / "missing.csv", index=False)
-    with pytest.raises(DataError, match=r"missing.csv: row 0: field 'ImageID': no row for ImageID"):
+    with pytest.raises(DataError, match=r"missing.csv: field 'ImageID': no row for ImageID"):
         fmt.score(tmp_path / "missing.csv", root / "test_truth.csv")
     written.assign(age=["0-10", "ten", "0-10"]).to_csv(tmp_path / "unknown.csv", index=False)
     with pytest.raises(DataError, match=r"unknown.csv: row 3: field 'age': 'ten' is not an age bin"):

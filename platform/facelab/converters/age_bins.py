@@ -73,14 +73,14 @@ def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, 
     labels = labels.iloc[rng.permutation(len(labels))].reset_index(drop=True)  # CSVs not ordered by bin
     labels[ID] = random_ids(rng, len(labels))
     out = Path(out)
-    for split in PROPORTIONS:
-        (out / split).mkdir(parents=True, exist_ok=True)
+    for name in PROPORTIONS:
+        (out / name).mkdir(parents=True, exist_ok=True)
     for row in progress(labels.itertuples(), "age-bins images", len(labels)):
         shutil.copyfile(source / row.file, out / row.split / f"{getattr(row, ID)}.jpg")
     frame = labels.rename(columns={"bin": "age_bin"})
-    for split in ("train", "val"):
-        part = frame[frame["split"] == split]
-        pd.DataFrame({ID: part[ID], "age": part["age_bin"]}).to_csv(out / f"{split}.csv", index=False)
+    for name in ("train", "val"):
+        part = frame[frame["split"] == name]
+        pd.DataFrame({ID: part[ID], "age": part["age_bin"]}).to_csv(out / f"{name}.csv", index=False)
     test = frame[frame["split"] == "test"]
     pd.DataFrame({ID: test[ID], "age": test["age_bin"]}).to_csv(out / "test_truth.csv", index=False)
     pd.DataFrame({ID: test[ID], "age": ""}).to_csv(out / "sample_submission.csv", index=False)
@@ -88,6 +88,6 @@ def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, 
                   "age": frame["age"]}).to_csv(out / "sources.csv", index=False)
     counts = frame.groupby(["split", "age_bin"]).size().unstack(fill_value=0)
     return {"task": "age-bins", "out": str(out), "images": len(frame),
-            **{split: int((frame["split"] == split).sum()) for split in PROPORTIONS},
+            **{name: int((frame["split"] == name).sum()) for name in PROPORTIONS},
             "per_bin": {b: int(counts[b].sum()) if b in counts else 0 for b in AGE_BINS},
             "ages_over_100_in_90_100": int((frame["age"] >= 100).sum())}

@@ -57,15 +57,13 @@ class PreparedTorchTask(TorchTask):
         self._prepared, self._prepared_for = prepared, id(data)
         return self.after_fit(config, data, Path(model_dir), self.train(config, prepared, Path(model_dir)))
 
-    def tune_trainable(self, data: dict[str, Read]):
+    def tune_trainable(self, data: dict[str, Read], trials: int | None = None):
         """As TorchTask's, with the prepared data shipped to every trial once (object store)."""
-        import ray
         from ray import tune
 
-        trials = self.tune_concurrency()
-        spare = max(0.5, float(ray.cluster_resources().get("CPU", 1)) - 1 - TRIAL_DRIVER_CPU * trials)
+        cpus = self.trial_cpus(trials or self.tune_concurrency())
         return tune.with_resources(tune.with_parameters(prepared_trial, task_name=self.name,
-                                                        prepared=self.trial_data(data), cpus_per_trial=spare / trials),
+                                                        prepared=self.trial_data(data), cpus_per_trial=cpus),
                                    {"cpu": TRIAL_DRIVER_CPU})
 
 
@@ -81,4 +79,4 @@ def prepared_trial(config: dict, task_name: str, prepared: Prepared, cpus_per_tr
     workers = int(config.get("num_workers", 1))
     get_task(task_name).train(config, prepared, None, name=f"train-{context.get_trial_id() or uuid.uuid4().hex[:8]}",
                               storage_path=storage.experiment_fs_path, storage_filesystem=storage.storage_filesystem,
-                              num_workers=workers, cpus_per_worker=max(0.25, cpus_per_trial / workers), in_tune=True)
+                              num_workers=workers, cpus_per_worker=cpus_per_trial / workers, in_tune=True)

@@ -63,17 +63,24 @@ class TorchTask(Task):
         gpus = int(resources.get("GPU", 0))
         return gpus if gpus else max(1, int(resources.get("CPU", 1) - 1) // 2)
 
-    def tune_trainable(self, data: dict[str, Read]):
-        """The trial driver holds a token CPU share (Tune refuses an empty request): its
-        TorchTrainer's workers hold the trial's resources."""
+    def trial_cpus(self, trials: int) -> float:
+        """CPUs for each trial's Train workers when `trials` trials run at once. One whole CPU
+        stays free for Ray Data (its default tasks ask 1 CPU each): trials whose workers took it
+        would wait forever for their own data."""
         import ray
+
+        spare = max(0.5, float(ray.cluster_resources().get("CPU", 1)) - 1 - TRIAL_DRIVER_CPU * trials)
+        return spare / trials
+
+    def tune_trainable(self, data: dict[str, Read], trials: int | None = None):
+        """The trial driver holds a token CPU share (Tune refuses an empty request): its
+        TorchTrainer's workers hold the trial's resources, sized for `trials` at once
+        (default `tune_concurrency`)."""
         from ray import tune
 
-        trials = self.tune_concurrency()
-        # one whole CPU stays free for Ray Data (its default tasks ask 1 CPU each)
-        spare = max(0.5, float(ray.cluster_resources().get("CPU", 1)) - 1 - TRIAL_DRIVER_CPU * trials)
+        cpus = self.trial_cpus(trials or self.tune_concurrency())
         return tune.with_resources(tune.with_parameters(torch_trial, task_name=self.name, datasets=self.trial_data(data),
-                                                        cpus_per_trial=spare / trials), {"cpu": TRIAL_DRIVER_CPU})
+                                                        cpus_per_trial=cpus), {"cpu": TRIAL_DRIVER_CPU})
 
     def tune_run_config(self, name: str, storage: str, **kwargs):
         """The sweep's RunConfig, with the callback that frees stopped trials' worker groups."""
@@ -146,4 +153,4 @@ def torch_trial(config: dict, task_name: str, datasets: dict, cpus_per_trial: fl
     fit_torch(task.recipe, config, datasets, None, metric=task.metric, mode=task.mode,
               name=f"train-{context.get_trial_id()}", storage_path=storage.experiment_fs_path,
               storage_filesystem=storage.storage_filesystem,
-              num_workers=workers, cpus_per_worker=max(0.25, cpus_per_trial / workers), in_tune=True)
+              num_workers=workers, cpus_per_worker=cpus_per_trial / workers, in_tune=True)
