@@ -33,10 +33,8 @@ def _trainable_for(task, data, trials: int | None = None):
     evaluate_config per trial. Torch trials are sized for `trials` at once."""
     from ray import tune
 
-    if hasattr(task, "tune_concurrency"):
-        return task.tune_trainable(data, trials)
     if hasattr(task, "tune_trainable"):
-        return task.tune_trainable(data)
+        return task.tune_trainable(data, trials)
     return tune.with_resources(
         tune.with_parameters(_trainable, task_name=task.name, trial_data=task.trial_data(data)), {"cpu": 1})
 

@@ -24,10 +24,11 @@ def test_trials_leave_ray_data_a_whole_cpu(monkeypatch, task_name, cpus, trials)
     assert trials * (per_trial + TRIAL_DRIVER_CPU) <= cpus - 1 + 1e-9
 
 
-def test_sweep_sizes_torch_trials_for_the_concurrency_asked(monkeypatch):
+@pytest.mark.parametrize("task_name", ["fairface", "mask"])  # a torch and a YOLO task: one call for both
+def test_sweep_sizes_trials_for_the_concurrency_asked(monkeypatch, task_name):
     from tuning import runner
 
-    task = get_task("fairface")
+    task = get_task(task_name)
     asked = []
     monkeypatch.setattr(type(task), "tune_trainable", lambda self, data, trials=None: asked.append(trials) or "t")
     assert runner._trainable_for(task, {}, 3) == "t"

@@ -100,9 +100,10 @@ class YoloTask(ImageUploads, Task):
     def evaluate_config(self, config: dict, data) -> dict[str, float]:
         raise FacelabError(f"task '{self.name}' is tuned per epoch through its Tune trainable, not evaluate_config")
 
-    def tune_trainable(self, data: dict[str, Read]):
+    def tune_trainable(self, data: dict[str, Read], trials: int | None = None):
         """The sweep's Ray Tune trainable, with the data and resources bound: it reports the
-        task's metric every epoch (for ASHA) with a checkpoint (for Tuner.restore)."""
+        task's metric every epoch (for ASHA) with a checkpoint (for Tuner.restore). `trials` is
+        not needed: a YOLO trial reads its data itself and reserves whole CPUs or a GPU."""
         from ray import tune
 
         from facelab import yolo
