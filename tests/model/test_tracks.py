@@ -9,14 +9,16 @@ import pytest
 from pydantic import ValidationError
 
 from facelab.formats import get_format
-from facelab.formats.tracks import LAYOUTS, SUBMISSION, TRUTH, mean_baseline, track_frames
+from facelab.formats.tracks import LAYOUTS, SUBMISSION, TRUTH, mean_baseline, norm_weighted_mean, track_frames
 from facelab.predict import submit
 from facelab.store import ModelStore
 from facelab.tasks.tracks import (
+    POWERS,
     AggregateRequest,
     MatchRequest,
     TrackPredictor,
     TrackRequest,
+    _auto_power,
     build_aggregator,
     contrastive_loss,
     pad_tracks,
@@ -83,6 +85,45 @@ def test_quality_weighting_discounts_low_norm_frames():
     assert shifts["norm"] < 1e-3 < shifts["none"]
 
 
+def test_high_quality_powers_stay_finite_and_keep_the_longest_frames():
+    rng = np.random.default_rng(0)
+    frames = rng.normal(size=(5, 6)) * np.array([0.02, 0.03, 0.05, 0.04, 0.01])[:, None]  # all short
+    assert np.allclose(norm_weighted_mean(frames, 0.0), mean_baseline(frames), atol=1e-6)
+    norms = np.linalg.norm(frames, axis=1)
+    longest = frames[norms.argmax()] / norms.max()
+    assert np.isfinite(norm_weighted_mean(frames, 64.0)).all()
+    assert float(norm_weighted_mean(frames, 64.0) @ longest) > 0.99 > float(mean_baseline(frames) @ longest)
+    model = _aggregator(quality="norm", power=64.0)
+    with torch.no_grad():
+        out = model(torch.from_numpy(frames[None].astype(np.float32)), torch.ones(1, 5, dtype=torch.bool))
+    assert torch.isfinite(out).all() and float(out.norm()) == pytest.approx(1.0, abs=1e-5)
+
+
+def _people_tracks(noisy_low_norm: bool, seed=0):
+    """20 people, 3 noisy references each, 4 tracks of 8 frames: half the frames are the person
+    with noise; the other half pure noise, shorter than the good ones when `noisy_low_norm`."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, 16))
+    refs = np.repeat(centres, 3, axis=0) + rng.normal(size=(60, 16))
+    refs /= np.linalg.norm(refs, axis=1, keepdims=True)
+    rows = []
+    for person in range(20):
+        for _ in range(4):
+            good = centres[person] + rng.normal(size=(4, 16))
+            bad = rng.normal(size=(4, 16)) * (0.2 if noisy_low_norm else 1.0)
+            frames = np.concatenate([good, bad])
+            if not noisy_low_norm:
+                frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+            rows.append({"frames": frames, "person_index": person})
+    tracks = pd.DataFrame(rows)
+    return tracks, tracks.person_index.to_numpy(), refs, np.repeat(np.arange(20), 3)
+
+
+def test_auto_power_is_high_when_short_frames_are_noise_and_zero_on_unit_frames():
+    assert _auto_power(*_people_tracks(noisy_low_norm=True)) >= 1.0
+    assert _auto_power(*_people_tracks(noisy_low_norm=False)) == 0.0
+
+
 def test_request_schemas():
     TrackRequest(frames=[[0.1, 0.2], [0.3, 0.4]])
     TrackRequest(tracks=[[[0.1, 0.2]], [[0.3, 0.4], [0.5, 0.6]]])
@@ -127,6 +168,8 @@ def test_training_stores_the_aggregator_with_its_validation_comparison(trained):
     config = json.loads((run.model_dir / "config.json").read_text())
     assert config["dim"] == 512 and config["pca_fitted"] <= 200 and config["max_frames"] == 10
     assert metrics["val_people"] >= 2 and metrics["train_people"] >= 2
+    assert config["quality_power"] in POWERS and metrics["auto_quality_power"] == config["quality_power"]
+    assert 0 <= metrics["val_weighted_mean_tpr@fpr=1e-03"] <= 1
     # the learned aggregator (norm-weighted codes) is at least as good as the plain mean on unseen people
     assert metrics["val_tpr@fpr=1e-03"] >= metrics["val_baseline_tpr@fpr=1e-03"]
 

@@ -10,7 +10,8 @@ def space(trial) -> dict:
     trial.suggest_float("temperature", 0.3, 5.0, log=True)
     trial.suggest_float("lr", 1e-4, 3e-3, log=True)
     if trial.suggest_categorical("quality", ["norm", "none"]) == "norm":
-        trial.suggest_float("quality_power", 0.5, 6.0, log=True)
+        # up to 64: on dlib descriptors of degraded frames the best power is high (`quality_power: auto`)
+        trial.suggest_float("quality_power", 0.5, 64.0, log=True)
     return {"model": "aggregator"}
 
 

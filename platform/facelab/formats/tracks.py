@@ -71,6 +71,16 @@ def mean_baseline(frames: np.ndarray) -> np.ndarray:
     return l2_normalize(l2_normalize(np.asarray(frames, np.float32)).mean(axis=0))
 
 
+def norm_weighted_mean(frames: np.ndarray, power: float) -> np.ndarray:
+    """A track's unit frames averaged with weights (norm / the track's largest norm) ** power,
+    L2-normalised: power 0 is `mean_baseline`, a large power keeps the highest-norm frames. The
+    ratio to the largest norm only keeps the weights in float range at high powers."""
+    frames = np.asarray(frames, np.float32)
+    norms = np.linalg.norm(frames, axis=1)
+    weights = (norms / max(float(norms.max()), 1e-12)) ** float(power)
+    return l2_normalize((l2_normalize(frames) * weights[:, None]).sum(axis=0))
+
+
 def descriptor_dim(root: Path, split: str) -> int:
     """The dimension of a split's frame descriptors (read from the `.npy` header)."""
     return int(load_matrix(Path(root) / LAYOUTS[split].descriptors).shape[1])

@@ -7,7 +7,8 @@ decoder back, L2-normalised; trained against every training reference descriptor
 double-margin contrastive loss on batches of tracks (cosine similarities by einsum turned
 into distances, a positive/negative mask). Option `quality="norm"`: frames are weighted by
 their descriptor norm to a learned power (the seed found the norm measures uncertainty; on
-unit-norm MCS2019 files it changes nothing). Validation is a split of people (`is_val` when it
+unit-norm MCS2019 files it changes nothing); `quality_power: auto` starts that power where the
+norm-weighted mean does best on the training people (see `_auto_power`). Validation is a split of people (`is_val` when it
 splits people cleanly, else a seeded 20% of people): TPR at FPR 1e-5 of the validation tracks
 against the validation people's references, the challenge's scoring in miniature.
 
@@ -35,7 +36,7 @@ from facelab import metrics, plots
 from facelab.errors import FacelabError
 from facelab.formats import Read
 from facelab.formats.embeddings import l2_normalize
-from facelab.formats.tracks import mean_baseline, split_pairs, track_frames
+from facelab.formats.tracks import mean_baseline, norm_weighted_mean, split_pairs, track_frames
 from facelab.tasks.prepared_torch import Prepared, PreparedTorchTask
 from facelab.torch_train import TorchRecipe, load_model
 
@@ -43,7 +44,9 @@ FPRS = (1e-6, 1e-5, 1e-4, 1e-3)
 MAX_FRAMES, MAX_DIM, MAX_REFERENCES = 256, 4096, 10_000
 PCA_SAMPLE = 50_000  # frames the PCA is fitted on, at most
 RIDGE_SAMPLE = 8_000  # sampled frames the decoder's starting point is fitted on (kept with the recipe)
-CENTRE_SAMPLE = 2_000  # training tracks the automatic margin centre is measured on, at most
+CENTRE_SAMPLE = 2_000  # training tracks the automatic margin centre and power are measured on, at most
+POWERS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # the quality powers `quality_power: auto` chooses from
+AUTO_POWER_FPR = 1e-2  # the FPR the auto power is chosen at: lower ones rest on a few pairs of the training people
 THRESHOLDS_FILE = "thresholds.json"
 
 
@@ -79,7 +82,10 @@ def build_aggregator(config: dict):
         def frame_weights(self, norms, mask):
             if self.power is None:
                 return mask.float()
-            return mask.float() * torch.exp(self.power * torch.log(norms.clamp_min(1e-6)))
+            # relative to the track's largest norm, so high powers stay in float range (the
+            # weights are normalised afterwards, so the ratio changes nothing else)
+            largest = (norms * mask).amax(dim=1, keepdim=True).clamp_min(1e-12)
+            return mask.float() * torch.exp(self.power * torch.log((norms / largest).clamp_min(1e-12)))
 
         def forward(self, frames, mask):
             norms = frames.norm(dim=-1)
@@ -182,7 +188,7 @@ class TrackData:
     pca_mean: np.ndarray
     pca_components: np.ndarray
     pca_sample: np.ndarray  # training frames in PCA coordinates (prototypes are drawn from them)
-    derived: dict = field(default_factory=dict)  # dim, pca_fitted, max_frames, centre (auto)
+    derived: dict = field(default_factory=dict)  # dim, pca_fitted, max_frames, centre and quality_power (auto)
     baseline: dict = field(default_factory=dict)  # the mean baseline's validation scores
 
     def val_scores(self, outputs: np.ndarray, people: np.ndarray, prefix: str) -> dict[str, float]:
@@ -218,11 +224,15 @@ class TrackData:
             model.decoder.weight.copy_(decoder.T.float())
 
     def config(self, config: dict) -> dict:
-        """The training config: the user's, with what the data fixes (and `centre` resolved)."""
-        out = {**config, **{k: v for k, v in self.derived.items() if k != "centre"}}
-        if config.get("centre", "auto") == "auto":
-            out["centre"] = self.derived["centre"]
+        """The training config: the user's, with what the data fixes (and `auto` resolved)."""
+        out = {**config, **{k: v for k, v in self.derived.items() if k not in AUTO}}
+        for key in AUTO:
+            if config.get(key, "auto") == "auto":
+                out[key] = self.derived[key]
         return out
+
+
+AUTO = ("centre", "quality_power")  # config keys that `auto` resolves from the training data
 
 
 def _summaries(batch: pd.DataFrame) -> pd.DataFrame:
@@ -268,6 +278,28 @@ def _auto_centre(summary: pd.DataFrame, refs: np.ndarray, ref_people: np.ndarray
     return float((np.median(positive) + np.quantile(negative, 0.01)) / 2)
 
 
+def _auto_power(tracks: pd.DataFrame, people: np.ndarray, refs: np.ndarray, ref_people: np.ndarray) -> float:
+    """The power in POWERS whose norm-weighted track means (`norm_weighted_mean`) reach the
+    highest TPR at AUTO_POWER_FPR against the training references (the smallest on a tie).
+    dlib's descriptors of blurred or occluded frames are shorter, so on ORL tracks a high power
+    is chosen; on unit-norm descriptors every power gives the mean and 0 is chosen."""
+    scores = []
+    for power in POWERS:
+        means = np.stack([norm_weighted_mean(f, power) for f in tracks.frames])
+        positive, negative = split_pairs(means, people, refs, ref_people)
+        result = metrics.tpr_at_fpr(positive, negative, (AUTO_POWER_FPR,))
+        scores.append(next(v for k, v in result.items() if k.startswith("tpr@")))
+    return float(POWERS[int(np.argmax(scores))])
+
+
+def _power_sample(train, tracks: int, index: dict[str, int], seed: int) -> pd.DataFrame:
+    """At most CENTRE_SAMPLE training tracks (frames and person index) for `_auto_power`."""
+    fraction = min(1.0, CENTRE_SAMPLE / max(1, tracks))
+    sample = train.random_sample(fraction, seed=seed) if fraction < 1.0 else train
+    rows = sample.select_columns(["frames", "person_id"]).to_pandas()
+    return rows.assign(person_index=rows.person_id.map(index))
+
+
 def prepare_tracks(data: dict[str, Read], config: dict) -> Prepared:
     """Split the training tracks by person, fit the PCA, measure the baseline and the centre."""
     tracks = data["train"].dataset.materialize()
@@ -292,16 +324,18 @@ def prepare_tracks(data: dict[str, Read], config: dict) -> Prepared:
     val = tracks.filter(lambda row: row["person_id"] in val_people)
     dim = int(ref_vectors.shape[1])
     train_summary = summary[~summary.person_id.isin(val_people)]
-    mean, components, sample = _fit_pca(train, int(train_summary.n_frames.sum()), dim, int(config["pca_dim"]),
-                                int(config.get("seed", 0)))
+    seed = int(config.get("seed", 0))
+    mean, components, sample = _fit_pca(train, int(train_summary.n_frames.sum()), dim, int(config["pca_dim"]), seed)
+    power_rows = _power_sample(train, len(train_summary), index, seed)
     prepared = TrackData(
         person_index=index,
         train_references=ref_vectors[train_ref], train_reference_people=ref_people[train_ref],
         val_references=ref_vectors[is_val_ref], val_reference_people=ref_people[is_val_ref],
         pca_mean=mean, pca_components=components, pca_sample=sample,
         derived={"dim": dim, "pca_fitted": len(components), "max_frames": int(summary.n_frames.max()),
-                 "centre": _auto_centre(train_summary, ref_vectors[train_ref], ref_people[train_ref],
-                                        int(config.get("seed", 0))),
+                 "centre": _auto_centre(train_summary, ref_vectors[train_ref], ref_people[train_ref], seed),
+                 "quality_power": _auto_power(power_rows, power_rows.person_index.to_numpy(),
+                                              ref_vectors[train_ref], ref_people[train_ref]),
                  "val_people": len(val_names), "train_people": len(people) - len(val_names)})
     val_summary = summary[summary.person_id.isin(val_people)]
     prepared.baseline = prepared.val_scores(np.stack(val_summary.baseline), val_summary.person_index.to_numpy(),
@@ -424,7 +458,7 @@ class TracksTask(PreparedTorchTask):
     mode = "max"
     default_config: ClassVar[dict] = {
         "model": "aggregator", "pca_dim": 200, "code_size": 1000, "temperature": 1.0, "quality": "norm",
-        "quality_power": 4.0, "margin": 0.05, "centre": "auto", "neg_weight": 10.0, "lr": 1e-4, "weight_decay": 0.0,
+        "quality_power": "auto", "margin": 0.05, "centre": "auto", "neg_weight": 10.0, "lr": 1e-4, "weight_decay": 0.0,
         "lr_drop": 3.0, "lr_drop_epoch": 10, "epochs": 10, "batch_size": 64, "val_share": 0.2, "seed": 0,
     }
     demo_config: ClassVar[dict] = {"epochs": 3}
@@ -450,25 +484,32 @@ class TracksTask(PreparedTorchTask):
         return TrackRecipe(state), state.config(config)
 
     def after_fit(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float]) -> dict:
-        """The trained model against the mean baseline on the validation people: scores, the
-        ROC of both, and the distance threshold at FPR 1e-4 that `match` uses."""
+        """The trained model against the mean baseline and the untrained norm-weighted mean (at
+        the config's power) on the validation people: scores, the ROC of all three, and the
+        distance threshold at FPR 1e-4 that `match` uses."""
         from facelab.predict import predict_dataset
 
         prepared = self.trial_data(data)
         state, val_tracks = prepared.state, prepared.datasets["val"]
-        val = val_tracks.map_batches(_summaries, batch_format="pandas").to_pandas().sort_values("_row")
+        frames = val_tracks.to_pandas().sort_values("_row")
+        val = _summaries(frames)
         aggregated = np.stack(predict_dataset(self, model_dir, val_tracks, actors=1).descriptor)
         people = val.person_id.map(state.person_index).to_numpy()
+        trained = json.loads((model_dir / "config.json").read_text())
+        power = float(trained["quality_power"]) if trained.get("quality") == "norm" else 0.0
+        weighted = np.stack([norm_weighted_mean(f, power) for f in frames.frames])
         curves = {name: split_pairs(vectors, people, state.val_references, state.val_reference_people)
-                  for name, vectors in (("aggregator", aggregated), ("mean baseline", np.stack(val.baseline)))}
+                  for name, vectors in (("aggregator", aggregated), ("mean baseline", np.stack(val.baseline)),
+                                        (f"norm-weighted mean (power {power:g})", weighted))}
         plots.roc_png(curves, model_dir / "val_roc.png", title="tracks: validation people")
         negative = np.sort(curves["aggregator"][1])
         threshold = float(negative[int(np.floor(1e-4 * len(negative)))] - 1e-6)
         (model_dir / THRESHOLDS_FILE).write_text(json.dumps({"fpr": 1e-4, "distance": threshold}))
         derived = state.derived
         return {**metrics, **state.baseline, **state.val_scores(aggregated, people, "val_"),
+                **state.val_scores(weighted, people, "val_weighted_mean_"),
                 "val_people": float(derived["val_people"]), "train_people": float(derived["train_people"]),
-                "auto_centre": float(derived["centre"])}
+                "auto_centre": float(derived["centre"]), "auto_quality_power": float(derived["quality_power"])}
 
     def request_rows(self, request: TrackRequest) -> tuple[list[dict], bool]:
         if request.frames is not None:
