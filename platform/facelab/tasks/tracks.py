@@ -8,9 +8,10 @@ double-margin contrastive loss on batches of tracks (cosine similarities by eins
 into distances, a positive/negative mask). Option `quality="norm"`: frames are weighted by
 their descriptor norm to a learned power (the seed found the norm measures uncertainty; on
 unit-norm MCS2019 files it changes nothing); `quality_power: auto` starts that power where the
-norm-weighted mean does best on the training people (see `_auto_power`). Validation is a split of people (`is_val` when it
-splits people cleanly, else a seeded 20% of people): TPR at FPR 1e-5 of the validation tracks
-against the validation people's references, the challenge's scoring in miniature.
+norm-weighted mean does best on the training people (see `_auto_power`). Validation is a split
+of people (`is_val` when it splits people cleanly, else a seeded 20% of people): TPR at FPR 1e-5
+of the validation tracks against the validation people's references, the challenge's scoring in
+miniature.
 
 Where this departs from the seed, and why: the margins sit around a centre measured on the data
 (`centre: auto`, see `_auto_centre`; the seed's 0.89/1.11 assume MCS2019's distances) and are
@@ -301,7 +302,8 @@ def _power_sample(train, tracks: int, index: dict[str, int], seed: int) -> pd.Da
 
 
 def prepare_tracks(data: dict[str, Read], config: dict) -> Prepared:
-    """Split the training tracks by person, fit the PCA, measure the baseline and the centre."""
+    """Split the training tracks by person, fit the PCA, measure the baseline, the centre and
+    the quality power."""
     tracks = data["train"].dataset.materialize()
     summary = tracks.map_batches(_summaries, batch_format="pandas").to_pandas()
     refs = data["references"].dataset.to_pandas()
