@@ -41,10 +41,10 @@ def _trainable_for(task, data, trials: int | None = None):
 
 class _SpaceTrial:
     """The Optuna trial a space sees: suggestions of the `fixed` names return the fixed values,
-    and the names it suggested are recorded (so the task's defaults fill only the rest)."""
+    and the names it suggested are recorded with their values (so the task's defaults fill only the rest)."""
 
     def __init__(self, trial, fixed: dict):
-        self._trial, self._fixed, self.suggested = trial, fixed, set()
+        self._trial, self._fixed, self.suggested = trial, fixed, {}
 
     def __getattr__(self, name: str):
         attr = getattr(self._trial, name)
@@ -52,24 +52,32 @@ class _SpaceTrial:
             return attr
 
         def suggest(param, *args, **kwargs):
-            self.suggested.add(param)
-            return self._fixed[param] if param in self._fixed else attr(param, *args, **kwargs)
+            value = self._fixed[param] if param in self._fixed else attr(param, *args, **kwargs)
+            self.suggested[param] = value
+            return value
         return suggest
 
 
-def _full_space(space_fn, defaults: dict, fixed: dict, trial) -> dict:
+def _no_unused_defaults(suggested: dict) -> set[str]:
+    return set()
+
+
+def _full_space(space_fn, unused_defaults, defaults: dict, fixed: dict, trial) -> dict:
     """A trial's config: what the space suggests, its constants, the `fixed` values, and the
     task's default config for everything else (Optuna's returned constants override suggestions,
-    so defaults must leave the suggested names alone)."""
+    so defaults must leave the suggested names alone). A space's `unused_defaults(suggested)`
+    names the defaults its choices make meaningless (the seed SVC's kernel on a LightGBM trial)."""
     spaced = _SpaceTrial(trial, fixed)
     constants = space_fn(spaced) or {}
-    rest = {k: v for k, v in defaults.items() if k not in spaced.suggested}
+    unused = unused_defaults(spaced.suggested)
+    rest = {k: v for k, v in defaults.items() if k not in spaced.suggested and k not in unused}
     return {**rest, **constants, **fixed}
 
 
-def _space_with(space_fn, defaults: dict, fixed: dict | None):
-    """The task's define-by-run space completed (picklable: Tune saves the searcher)."""
-    return functools.partial(_full_space, space_fn, dict(defaults), dict(fixed or {}))
+def _space_with(space, defaults: dict, fixed: dict | None):
+    """The task's define-by-run space (its module's `space`) completed (picklable: Tune saves the searcher)."""
+    return functools.partial(_full_space, space.space, getattr(space, "unused_defaults", _no_unused_defaults),
+                             dict(defaults), dict(fixed or {}))
 
 
 def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, promote: bool = True,
@@ -90,7 +98,7 @@ def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, 
     if max_concurrent is None and hasattr(task, "tune_concurrency"):  # trials whose trainers hold the resources
         max_concurrent = task.tune_concurrency()
     trainable = _trainable_for(task, data, max_concurrent)
-    searcher = OptunaSearch(space=_space_with(space.space, task.default_config, fixed), metric=task.metric, mode=task.mode,
+    searcher = OptunaSearch(space=_space_with(space, task.default_config, fixed), metric=task.metric, mode=task.mode,
                             points_to_evaluate=list(getattr(space, "seed_points", [])), seed=seed)
     # tasks that report every epoch stop poor trials early
     scheduler = ASHAScheduler(metric=task.metric, mode=task.mode, **space.asha) if hasattr(space, "asha") else None

@@ -20,6 +20,15 @@ from sklearn.preprocessing import Normalizer, StandardScaler
 from facelab import metrics
 
 MODEL_FILE = "ensemble.joblib"
+# each family's own hyper-parameters, as `build` reads them
+FAMILY_KEYS = {"svc": {"kernel", "degree", "C", "gamma", "gamma_value"},
+               "lgbm": {"num_leaves", "learning_rate", "n_estimators", "reg_lambda", "reg_alpha", "colsample_bytree"},
+               "rf": {"n_estimators", "max_depth"}, "knn": {"n_neighbors", "weights"}, "logreg": {"C"}}
+
+
+def other_families_keys(family: str) -> set[str]:
+    """The hyper-parameters `build` ignores for `family` (those only other families read)."""
+    return set().union(*FAMILY_KEYS.values()) - FAMILY_KEYS[family]
 
 
 def _preprocessor(name: str):

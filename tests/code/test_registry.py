@@ -60,3 +60,35 @@ def test_a_graph_of_every_task_fits_on_a_two_core_laptop():
     reserved = len(task_names()) * TaskModel.ray_actor_options["num_cpus"] + sum(
         d.ray_actor_options["num_cpus"] for d in (GalleryModel, Gateway))
     assert reserved <= 2.0
+
+
+def _drawn_config(task_name: str, fixed: dict) -> dict:
+    from tuning.runner import _space_with
+
+    task = get_task(task_name)
+    complete = _space_with(spaces.for_task(task_name), task.default_config, fixed)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    constants = complete(trial)
+    return {**trial.params, **constants}
+
+
+def test_a_lightgbm_sentiment_trial_carries_none_of_the_seed_svc_keys():
+    config = _drawn_config("sentiment", {"model": "lgbm"})
+    assert config["model"] == "lgbm" and {"num_leaves", "learning_rate", "preprocess", "cv_folds"} <= set(config)
+    assert not {"kernel", "degree", "C", "gamma"} & set(config)
+
+
+def test_an_svc_sentiment_trial_keeps_the_svc_defaults_it_did_not_draw():
+    config = _drawn_config("sentiment", {"model": "svc", "kernel": "rbf"})
+    assert config["kernel"] == "rbf" and "C" in config and "gamma" in config and "degree" in config
+    assert not {"num_leaves", "n_neighbors"} & set(config)
+
+
+def test_the_completed_space_pickles_for_tune_checkpoints():
+    import pickle
+
+    from tuning.runner import _space_with
+
+    for name in task_names():
+        complete = _space_with(spaces.for_task(name), get_task(name).default_config, {})
+        assert pickle.loads(pickle.dumps(complete)).func is complete.func

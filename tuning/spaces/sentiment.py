@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from facelab.estimators import other_families_keys
+
 
 def space(trial) -> dict:
     model = trial.suggest_categorical("model", ["svc", "lgbm", "rf", "knn"])
@@ -30,3 +32,8 @@ def space(trial) -> dict:
 
 # The seed's winner is always tried first, so a sweep never does worse than the paper's model.
 seed_points = [{"model": "svc", "preprocess": "l1", "kernel": "poly", "degree": 3, "C": 1.0, "gamma": "scale"}]
+
+
+def unused_defaults(suggested: dict) -> set[str]:
+    """The task's default (the seed's SVC) keys that a trial of another family would carry for nothing."""
+    return other_families_keys(suggested["model"])

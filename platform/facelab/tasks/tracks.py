@@ -254,11 +254,16 @@ def _val_people(summary: pd.DataFrame, share: float, seed: int) -> set[str]:
     return set(np.random.default_rng(seed).permutation(people)[:count])
 
 
+def _sampled(dataset, size: int, limit: int, seed: int):
+    """A seeded random sample of about `limit` of the dataset's `size` units (all when fewer)."""
+    fraction = min(1.0, limit / max(1, size))
+    return dataset.random_sample(fraction, seed=seed) if fraction < 1.0 else dataset
+
+
 def _fit_pca(dataset, frames: int, dim: int, wanted: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PCA of unit training frames (a random sample of at most PCA_SAMPLE of the `frames`):
     the mean, the axes, and the sample in PCA coordinates."""
-    fraction = min(1.0, PCA_SAMPLE / max(1, frames))
-    sample = dataset.random_sample(fraction, seed=seed) if fraction < 1.0 else dataset
+    sample = _sampled(dataset, frames, PCA_SAMPLE, seed)
     frames = np.concatenate([np.asarray(f, np.float32) for f in sample.select_columns(["frames"]).to_pandas().frames])
     unit = l2_normalize(frames)
     mean = unit.mean(axis=0)
@@ -295,9 +300,7 @@ def _auto_power(tracks: pd.DataFrame, people: np.ndarray, refs: np.ndarray, ref_
 
 def _power_sample(train, tracks: int, index: dict[str, int], seed: int) -> pd.DataFrame:
     """At most CENTRE_SAMPLE training tracks (frames and person index) for `_auto_power`."""
-    fraction = min(1.0, CENTRE_SAMPLE / max(1, tracks))
-    sample = train.random_sample(fraction, seed=seed) if fraction < 1.0 else train
-    rows = sample.select_columns(["frames", "person_id"]).to_pandas()
+    rows = _sampled(train, tracks, CENTRE_SAMPLE, seed).select_columns(["frames", "person_id"]).to_pandas()
     return rows.assign(person_index=rows.person_id.map(index))
 
 
