@@ -177,7 +177,7 @@ def _store_best(task, data_dir: Path, data, results, store: ModelStore, name: st
     with tempfile.TemporaryDirectory() as tmp:
         csv, png = Path(tmp) / "tune_results.csv", Path(tmp) / "tune_results.png"
         frame.to_csv(csv, index=False)
-        plots.tune_results_png(frame.dropna(subset=[task.metric]), task.metric, png)
+        plots.tune_results_png(frame.dropna(subset=[task.metric]), task.metric, png, mode=task.mode)
         run_id, fit_metrics = fit_and_store(
             task, data_dir, data, best.config, store, fit=fit,
             extra_files={"tune_results.csv": csv, "tune_results.png": png},

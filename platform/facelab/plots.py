@@ -35,20 +35,49 @@ def confusion_matrix_png(y_true: Sequence, y_pred: Sequence, labels: Sequence[st
     return Path(path)
 
 
-def tune_results_png(results: pd.DataFrame, metric: str, path: Path, group: str = "config/model") -> Path:
-    """Every trial's score, grouped by model family, best trial marked."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    groups = sorted(results[group].astype(str).unique()) if group in results else ["all"]
-    for i, name in enumerate(groups):
-        rows = results[results[group].astype(str) == name] if group in results else results
-        ax.scatter(np.full(len(rows), i) + np.random.default_rng(i).uniform(-0.15, 0.15, len(rows)), rows[metric], alpha=0.7, label=name)
-    best = results[metric].idxmax()
-    ax.scatter([groups.index(str(results.loc[best, group])) if group in results else 0], [results.loc[best, metric]],
-               marker="*", s=250, color="gold", edgecolor="black", zorder=3, label="best")
-    ax.set_xticks(range(len(groups)), groups)
-    ax.set_ylabel(metric)
-    ax.set_title(f"Tune trials ({len(results)})")
-    ax.legend(fontsize=8)
+MAX_TUNE_PANELS = 6
+
+
+def _varied_parameters(results: pd.DataFrame, group: str) -> list[str]:
+    """The numeric config columns the sweep varied (at least two trials set them), `group` excluded."""
+    return [c for c in results.columns if c.startswith("config/") and c != group
+            and pd.api.types.is_numeric_dtype(results[c]) and results[c].notna().sum() > 1 and results[c].nunique() > 1]
+
+
+def best_trial(results: pd.DataFrame, metric: str, mode: str):
+    """The index of the trial with the best `metric` ("max" or "min" is better)."""
+    return results[metric].idxmax() if mode == "max" else results[metric].idxmin()
+
+
+def tune_results_png(results: pd.DataFrame, metric: str, path: Path, *, mode: str = "max",
+                     group: str = "config/model") -> Path:
+    """Every trial's score by model family (when the sweep chose one) and against each numeric
+    hyper-parameter the sweep varied (log axis where it spans 20x or more), the best trial
+    (by `mode`) starred in every panel."""
+    panels = ([group] if group in results else []) + _varied_parameters(results, group)
+    panels = panels[:MAX_TUNE_PANELS] or [None]
+    best = best_trial(results, metric, mode)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.8, 3.6), squeeze=False, sharey=True)
+    for ax, column in zip(axes[0], panels):
+        if column is None or column == group:
+            names = sorted(results[column].astype(str).unique()) if column else ["all trials"]
+            where = results[column].astype(str).map(names.index) if column else pd.Series(0, index=results.index)
+            x = where + np.random.default_rng(0).uniform(-0.15, 0.15, len(results))
+            ax.set_xticks(range(len(names)), names)
+        else:
+            x = results[column]
+            positive = x.dropna()
+            if (positive > 0).all() and positive.max() / positive.min() >= 20:
+                ax.set_xscale("log")
+            ax.set_xlabel(column.removeprefix("config/"))
+            ax.tick_params(axis="x", labelsize=8, labelrotation=30)
+        ax.scatter(x, results[metric], alpha=0.7, label="trials")
+        ax.scatter([x[best]], [results.loc[best, metric]], marker="*", s=250, color="gold", edgecolor="black", zorder=3,
+                   label=f"best ({mode})")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(metric)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Tune trials ({len(results)})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
