@@ -32,14 +32,17 @@ def _check(model: str) -> None:
 
 class FaceEncoder:
     """Encodes face boxes of RGB images. `encode` returns {"small": [n,128], "large": [n,128]} for
-    the models needed by `model` (both for "mean")."""
+    the models needed by `model` (both for "mean"). `padding` is the context dlib keeps around the
+    aligned face chip (a fraction of the face; dlib's default 0.25)."""
 
-    def __init__(self, jitters: int = 0):
-        self.jitters = jitters
+    def __init__(self, jitters: int = 0, padding: float = 0.25):
+        if not 0 <= padding <= 2:
+            raise FacelabError(f"encoder padding {padding} is outside 0..2")
+        self.jitters, self.padding = jitters, padding
 
     def _one(self, image: np.ndarray, box: Box, points: int) -> np.ndarray:
         shape = dlib_shape(image, box, points)
-        return np.asarray(_resnet().compute_face_descriptor(image, shape, self.jitters), np.float32)
+        return np.asarray(_resnet().compute_face_descriptor(image, shape, self.jitters, self.padding), np.float32)
 
     def encode(self, image: np.ndarray, boxes: list[Box], model: str = "mean") -> dict[str, np.ndarray]:
         _check(model)
