@@ -34,7 +34,7 @@ def encode_variants(image: np.ndarray) -> dict[str, np.ndarray] | None:
     """small, large, large of the mirrored image, large with chip padding 1.0; None without a face."""
     from facelab.faces import FaceEncoder, get_detector
 
-    faces = get_detector(UTK_OPTIONS.detector, min_side=UTK_OPTIONS.min_side, pad=UTK_OPTIONS.pad)(image)
+    faces = get_detector(UTK_OPTIONS.detector, **UTK_OPTIONS.detector_options())(image)
     if not faces:
         return None
     box, width = faces[0].box, image.shape[1]
