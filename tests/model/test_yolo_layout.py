@@ -1,4 +1,4 @@
-"""facelab.yolo without training: ultralytics' layout from a task's rows (cache keyed by the data,
+"""facelab.yolo.layout (and train.model_yaml) without training: ultralytics' layout from a task's rows (cache keyed by the data,
 never in the data folder), the seed's crop doubling, and the mask task's scoring of detections."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from facelab import yolo
+from facelab.yolo.layout import YoloData, materialize
+from facelab.yolo.train import model_yaml
 from facelab.formats.age_bins import AGE_BINS
 from facelab.formats.mask import MASK_TYPES
 from facelab.store import fingerprint
@@ -38,13 +39,13 @@ def detection_rows(tmp_path):
         "val": pd.DataFrame([("b1", _image(root / "val/b1.jpg"), "surgical", 10, 20, 30, 40)],
                             columns=["image_id", "path", "label", "xmin", "ymin", "xmax", "ymax"]),
     }
-    return root, yolo.YoloData("detect", MASK_TYPES, rows, fingerprint(root), score_detections)
+    return root, YoloData("detect", MASK_TYPES, rows, fingerprint(root), score_detections)
 
 
 def test_detection_layout_holds_normalised_boxes_and_stays_out_of_the_data(detection_rows, tmp_path):
     root, data = detection_rows
     before = sorted(p.name for p in root.rglob("*"))
-    data_yaml = yolo.materialize(data, cache=tmp_path / "cache")
+    data_yaml = materialize(data, cache=tmp_path / "cache")
     spec = yaml.safe_load(data_yaml.read_text())
     assert spec["names"] == dict(enumerate(MASK_TYPES)) and spec["train"] == "images/train"
     folder = data_yaml.parent
@@ -60,19 +61,19 @@ def test_detection_layout_holds_normalised_boxes_and_stays_out_of_the_data(detec
 def test_cache_is_keyed_by_data_and_options(detection_rows, tmp_path):
     root, data = detection_rows
     cache = tmp_path / "cache"
-    first = yolo.materialize(data, cache=cache)
+    first = materialize(data, cache=cache)
     stamp = (first.parent / ".complete").stat().st_mtime_ns
-    assert yolo.materialize(data, cache=cache) == first
+    assert materialize(data, cache=cache) == first
     assert (first.parent / ".complete").stat().st_mtime_ns == stamp  # reused, not rebuilt
-    assert yolo.materialize(data, cache=cache, merge_val=True) != first
+    assert materialize(data, cache=cache, merge_val=True) != first
     _image(root / "val/b1.jpg", color=(10, 200, 10))  # the data changed: a new fingerprint, a new folder
-    changed = yolo.YoloData("detect", MASK_TYPES, data.rows, fingerprint(root), score_detections)
-    assert yolo.materialize(changed, cache=cache) != first
+    changed = YoloData("detect", MASK_TYPES, data.rows, fingerprint(root), score_detections)
+    assert materialize(changed, cache=cache) != first
 
 
 def test_crop_doubling_moves_boxes_with_the_crop(detection_rows, tmp_path):
     _, data = detection_rows
-    folder = yolo.materialize(data, cache=tmp_path / "cache", crop_double=0.5).parent
+    folder = materialize(data, cache=tmp_path / "cache", crop_double=0.5).parent
     assert (folder / "images/train/a1_crop.jpg").is_file() and not (folder / "images/val/b1_crop.jpg").exists()
     # a1: 200x160, central half is x 50..150, y 40..120, scaled x2; the box 40..120 x 40..100 becomes
     # x (40-50)*2 -> clipped 0 .. (120-50)*2 = 140, y 0 .. 120
@@ -86,17 +87,17 @@ def test_classification_layout_has_every_class_folder(tmp_path):
     root = tmp_path / "data"
     rows = {split: pd.DataFrame([(f"{split}{i}", _image(root / split / f"{split}{i}.jpg"), AGE_BINS[i])
                                  for i in range(3)], columns=["image_id", "path", "label"]) for split in ("train", "val")}
-    data = yolo.YoloData("classify", AGE_BINS, rows, fingerprint(root), None)
-    folder = yolo.materialize(data, cache=tmp_path / "cache", merge_val=True)
+    data = YoloData("classify", AGE_BINS, rows, fingerprint(root), None)
+    folder = materialize(data, cache=tmp_path / "cache", merge_val=True)
     assert sorted(p.name for p in (folder / "train").iterdir()) == sorted(AGE_BINS)
     assert len(list((folder / "train" / "0-10").iterdir())) == 2  # train0 and val0 (merge_val)
     assert len(list((folder / "val").rglob("*.jpg"))) == 3
 
 
 def test_model_yaml_names():
-    assert yolo.model_yaml("yolov8n", "detect") == "yolov8n.yaml"
-    assert yolo.model_yaml("yolo11s", "classify") == "yolo11s-cls.yaml"
-    assert yolo.model_yaml("yolo11s-cls.yaml", "classify") == "yolo11s-cls.yaml"
+    assert model_yaml("yolov8n", "detect") == "yolov8n.yaml"
+    assert model_yaml("yolo11s", "classify") == "yolo11s-cls.yaml"
+    assert model_yaml("yolo11s-cls.yaml", "classify") == "yolo11s-cls.yaml"
 
 
 def test_mask_scoring_keeps_each_images_most_confident_box():

@@ -82,9 +82,9 @@ def test_resume_goes_on_from_the_checkpoint_and_promotes_the_best_trial(resumed_
     store, sweep_path, _, summary, checkpointed = resumed_sweep
     from ray import tune
 
-    from facelab import yolo
+    from facelab.yolo.trial import trial
 
-    results = tune.Tuner.restore(sweep_path, trainable=yolo.trial).get_results()  # read only
+    results = tune.Tuner.restore(sweep_path, trainable=trial).get_results()  # read only
     assert len(results) == 2 and results.num_errors == 0
     assert {r.config["model"] for r in results} <= {"yolov5n", "yolov8n", "yolo11n"}
     assert checkpointed <= {Path(r.path).name for r in results}

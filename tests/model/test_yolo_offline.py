@@ -40,24 +40,26 @@ def test_a_tiny_fit_tries_no_network(tmp_path, monkeypatch, capfd):
     for owner, name in ((socket, "create_connection"), (socket, "getaddrinfo"), (socket.socket, "connect")):
         monkeypatch.setattr(owner, name, refuse)
 
-    from facelab import yolo  # first: it makes ultralytics offline before importing it
+    from facelab.yolo import offline  # first: it makes ultralytics offline before importing it
+    from facelab.yolo.layout import YoloData, materialize
+    from facelab.yolo.train import TRAINERS, train_args
 
     import ultralytics.engine.trainer
     from ultralytics.utils import LOGGER, SETTINGS
 
     assert SETTINGS["sync"] is False and SETTINGS["raytune"] is False
-    assert ultralytics.engine.trainer.check_amp is yolo._amp_without_download
+    assert ultralytics.engine.trainer.check_amp is offline._amp_without_download
     data = get_format("mask").synthesize(tmp_path / "data", n=8, seed=1)
     rows = {split: _rows(data, split) for split in ("train", "val")}
-    source = yolo.materialize(yolo.YoloData("detect", MASK_TYPES, rows, fingerprint(data), None), cache=tmp_path / "cache")
+    source = materialize(YoloData("detect", MASK_TYPES, rows, fingerprint(data), None), cache=tmp_path / "cache")
     said = _Collect()
     level = LOGGER.level
     LOGGER.setLevel(logging.INFO)  # keep everything ultralytics says, to search it for URLs
     LOGGER.addHandler(said)
     try:
-        args = yolo.train_args({"model": "yolov8n", "imgsz": 64, "epochs": 1, "batch": 4, "plots": True}, "detect",
-                               source, tmp_path / "run")
-        trainer = yolo.TRAINERS["detect"](overrides=args)
+        args = train_args({"model": "yolov8n", "imgsz": 64, "epochs": 1, "batch": 4, "plots": True}, "detect",
+                          source, tmp_path / "run")
+        trainer = TRAINERS["detect"](overrides=args)
         trainer.train()
     finally:
         LOGGER.setLevel(level)

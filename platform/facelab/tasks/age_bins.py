@@ -31,9 +31,9 @@ class AgeBinsPredictor(YoloPredictor):
     """Per image its bin (`label`) and the probability of every bin (`p_<bin>`)."""
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from facelab import yolo
+        from facelab.yolo.predict import classify
 
-        proba = yolo.classify(self.model, self.images(batch))[:, [self.model.names.index(b) for b in AGE_BINS]]
+        proba = classify(self.model, self.images(batch))[:, [self.model.names.index(b) for b in AGE_BINS]]
         out = {**self.keys(batch), "label": np.array(AGE_BINS, dtype=object)[proba.argmax(1)]}
         out.update({f"p_{b}": proba[:, i] for i, b in enumerate(AGE_BINS)})
         return out

@@ -72,11 +72,11 @@ class MaskPredictor(YoloPredictor):
     first class and confidence 0 (a submission needs a row for every image)."""
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from facelab import yolo
+        from facelab.yolo.predict import detect
 
         images = self.images(batch)
         labels, boxes, confidences = [], [], []
-        for image, (box, confidence, label) in zip(images, yolo.detect(self.model, images)):
+        for image, (box, confidence, label) in zip(images, detect(self.model, images)):
             if len(confidence):
                 best = (label[0], box[0], float(confidence[0]))
             else:

@@ -1,6 +1,6 @@
 """What the YOLO tasks (mask, age-bins) share, on top of `facelab.yolo`.
 
-Every fit is a Ray Tune trial (`facelab.yolo.trial`): `facelab train` runs one, a sweep runs
+Every fit is a Ray Tune trial (`facelab.yolo.trial.trial`): `facelab train` runs one, a sweep runs
 many under ASHA through `tune_trainable`, and the promoted model is a trial's best checkpoint
 (`fit_from_trial`), not a refit. The batch predictor takes image paths (batch jobs) or decoded
 images (Serve), and both endpoints take one base64 image or a batch of them. ultralytics is only
@@ -44,9 +44,9 @@ class YoloPredictor:
     """Base of the YOLO batch predictors: one loaded model (GPU when visible) per instance."""
 
     def __init__(self, model_dir: str):
-        from facelab import yolo
+        from facelab.yolo.predict import load
 
-        self.model = yolo.load(model_dir)
+        self.model = load(model_dir)
 
     @staticmethod
     def images(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -89,13 +89,13 @@ class YoloTask(ImageUploads, Task):
 
     @staticmethod
     def scorer(*args) -> dict[str, float]:
-        """The task's metrics of validation predictions (see facelab.yolo.YoloData)."""
+        """The task's metrics of validation predictions (see facelab.yolo.layout.YoloData)."""
         raise NotImplementedError
 
     def trial_data(self, data: dict[str, Read]):
-        from facelab import yolo
+        from facelab.yolo.layout import YoloData
 
-        return yolo.YoloData.from_reads(self.kind, data, self.class_names(data), type(self).scorer)
+        return YoloData.from_reads(self.kind, data, self.class_names(data), type(self).scorer)
 
     def evaluate_config(self, config: dict, data) -> dict[str, float]:
         raise FacelabError(f"task '{self.name}' is tuned per epoch through its Tune trainable, not evaluate_config")
@@ -106,29 +106,29 @@ class YoloTask(ImageUploads, Task):
         not needed: a YOLO trial reads its data itself and reserves whole CPUs or a GPU."""
         from ray import tune
 
-        from facelab import yolo
+        from facelab.yolo.trial import trial, trial_resources
 
-        return tune.with_resources(tune.with_parameters(yolo.trial, data=self.trial_data(data)), yolo.trial_resources())
+        return tune.with_resources(tune.with_parameters(trial, data=self.trial_data(data)), trial_resources())
 
     def tune_run_config(self, name: str, storage: str, **kwargs):
-        from facelab import yolo
+        from facelab.yolo.trial import run_config
 
-        return yolo.run_config(name, storage, self.metric, self.mode, **kwargs)
+        return run_config(name, storage, self.metric, self.mode, **kwargs)
 
     def fit(self, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
         """One trial with `config`; its best epoch becomes the model folder."""
-        from facelab import yolo
+        from facelab.yolo.trial import fit
 
-        result = yolo.fit(config, self.trial_data(data), metric=self.metric, mode=self.mode,
-                          name=f"{self.name}-fit-{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}")
+        result = fit(config, self.trial_data(data), metric=self.metric, mode=self.mode,
+                     name=f"{self.name}-fit-{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}")
         return self.fit_from_trial(result, config, data, model_dir)
 
     def fit_from_trial(self, result, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
         """A finished trial's best checkpoint as the model folder, plus the task's own extras."""
-        from facelab import yolo
+        from facelab.yolo.export import export
 
-        metrics = yolo.export(result, model_dir, config, kind=self.kind, names=self.class_names(data),
-                              metric=self.metric, mode=self.mode)
+        metrics = export(result, model_dir, config, kind=self.kind, names=self.class_names(data),
+                         metric=self.metric, mode=self.mode)
         return self.describe(Path(model_dir), config, data, metrics)
 
     def describe(self, model_dir: Path, config: dict, data: dict[str, Read], metrics: dict) -> dict[str, float]:
