@@ -12,17 +12,11 @@ from facelab.formats import get_format
 from facelab.formats.tracks import LAYOUTS, SUBMISSION, TRUTH, mean_baseline, norm_weighted_mean, track_frames
 from facelab.predict import submit
 from facelab.store import ModelStore
-from facelab.tasks.tracks import (
-    POWERS,
-    AggregateRequest,
-    MatchRequest,
-    TrackPredictor,
-    TrackRequest,
-    _auto_power,
-    build_aggregator,
-    contrastive_loss,
-    pad_tracks,
-)
+from facelab.aggregator.data import POWERS, _auto_power
+from facelab.aggregator.network import build_aggregator, pad_tracks
+from facelab.aggregator.predictor import TrackPredictor
+from facelab.aggregator.requests import AggregateRequest, MatchRequest, TrackRequest
+from facelab.aggregator.training import contrastive_loss
 from facelab.train import train
 
 torch = pytest.importorskip("torch")
