@@ -37,7 +37,7 @@ def evaluate(
     from facelab.cluster import connect
     from facelab.converters.verify import orl_people
     from facelab.face_codes import CoderSettings
-    from facelab.gallery import identification_eval
+    from facelab.gallery.evaluate import identification_eval
 
     people = orl_people(config.data_root(data_root))
     if people_count:

@@ -80,7 +80,7 @@ class GalleryModel:
     `verify` model's detector, encoder and threshold when there is one, else dlib's 0.6."""
 
     def __init__(self, db: str, store: Optional[str] = None):
-        from facelab.gallery import GalleryService
+        from facelab.gallery.service import GalleryService
 
         try:
             run = ModelStore(paths.store_uri(store)).load("verify")

@@ -11,14 +11,8 @@ import threading
 import numpy as np
 import pytest
 from facelab.errors import FacelabError
-from facelab.gallery import (
-    SCHEMA_VERSION,
-    Gallery,
-    connect,
-    migrate,
-    rank1_accuracy,
-    schema_version,
-)
+from facelab.gallery.evaluate import rank1_accuracy
+from facelab.gallery.store import SCHEMA_VERSION, Gallery, connect, migrate, schema_version
 
 
 def _codes(rng, n=1, centre=None):
@@ -60,7 +54,7 @@ def test_migration_from_version_1_keeps_data(db):
 
 
 def test_a_failed_migration_step_leaves_the_previous_version(db, monkeypatch):
-    import facelab.gallery as gallery_module
+    import facelab.gallery.store as gallery_module
 
     broken = (*gallery_module.MIGRATIONS[:1], (*gallery_module.MIGRATIONS[1][:2], "NOT SQL"))
     monkeypatch.setattr(gallery_module, "MIGRATIONS", broken)
@@ -175,7 +169,7 @@ def test_rank1_accuracy_separates_working_from_broken_codes(tmp_path):
 def test_gallery_service_on_orl_faces(data_root, db):
     """Enrol two ORL people from images, identify a third image of each; a blank image is a 422."""
     from facelab.formats.images import load_rgb
-    from facelab.gallery import GalleryService
+    from facelab.gallery.service import GalleryService
     from facelab.uploads import UploadError
 
     orl = data_root / "orl_faces"

@@ -4,8 +4,6 @@
     gallery.enroll("s1", "Ada", codes)                   # codes: {"small": [n,128], "large": [n,128]}
     gallery.search({"small": q, "large": q2}, k=5)       # nearest subjects, by the mean of both models
 
-`GalleryService` is the same over images (detect -> encode -> store / search), for Serve.
-
 Schema (`PRAGMA user_version` holds its version; `migrate` brings an older file up to date in one
 transaction per step): `subjects(subject_id, name, created_at, metadata)` and `faces(face_id,
 subject_id, small, large, box, image_sha256, detector, created_at)`, codes as float32 blobs, faces
@@ -16,7 +14,6 @@ with its own `Gallery`) read a consistent snapshot while one writer enrolls or d
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import sqlite3
@@ -216,122 +213,3 @@ class Gallery:
                     break
         return [{"subject_id": s, "name": names.get(s, s), "distance": float(distance[i]), "face_id": int(face_ids[i])}
                 for s, i in best.items()]
-
-
-# --- the gallery over images (Serve) ------------------------------------------------------------
-
-class GalleryService:
-    """Enrol, list, delete and identify faces in images against a gallery file.
-
-    `detector`, `jitters`, `upsample`: the encoder settings (facelab.face_codes.CoderSettings);
-    `model`: the distance searched by ("mean" of both dlib models by default); `threshold`: the
-    distance up to which a match counts as the same person (dlib's 0.6 by default; pass the
-    verify task's tuned threshold for the same model to agree with `POST /verify`).
-    An image without a face is refused with UploadError(422) naming its field.
-    """
-
-    def __init__(self, db_path: str | os.PathLike, *, detector: str = "hog", jitters: int = 0, upsample: float = 1.0,
-                 model: str = "mean", threshold: float = 0.6):
-        from facelab.face_codes import CoderSettings, FaceCoder
-
-        if model not in MODELS:
-            raise FacelabError(f"unknown encoder model '{model}'; models: {', '.join(MODELS)}")
-        self.settings = CoderSettings(detector, jitters, upsample)
-        self.coder = FaceCoder(self.settings)
-        self.gallery = Gallery(db_path)
-        self.model, self.threshold = model, float(threshold)
-
-    @classmethod
-    def from_verify_model(cls, db_path: str | os.PathLike, model_dir: str | os.PathLike) -> GalleryService:
-        """Encoder, model and threshold of a stored verify run (its `verify.json`)."""
-        spec = json.loads((Path(model_dir) / "verify.json").read_text())
-        return cls(db_path, detector=spec["detector"], jitters=int(spec.get("jitters", 0)),
-                   upsample=float(spec.get("upsample", 1.0)), model=spec["model"], threshold=float(spec["threshold"]))
-
-    def _face(self, image: np.ndarray, field: str):
-        from facelab.uploads import UploadError
-
-        code = self.coder(image)
-        if code.whole_image:
-            raise UploadError(422, field, "no face found")
-        return code
-
-    def enroll(self, subject_id: str, name: str, images: list[np.ndarray]) -> dict:
-        """Encode the main face of every image (all must have one) and add them to the subject.
-        Returns {"subject_id", "name", "face_ids", "faces"} (faces: the subject's total)."""
-        if not images:
-            raise FacelabError("enroll needs one or more images")
-        found = [self._face(image, f"images[{i}]") for i, image in enumerate(images)]
-        meta = [{"box": [round(float(v), 1) for v in c.face.box], "detector": self.settings.detector,
-                 "image_sha256": hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()}
-                for c, image in zip(found, images)]
-        codes = {part: np.stack([getattr(c, part) for c in found]) for part in PARTS}
-        return self.gallery.enroll(subject_id, name, codes, faces=meta)
-
-    def list(self) -> list[dict]:
-        """[{"subject_id", "name", "created_at", "metadata", "faces"}] in enrolment order."""
-        return self.gallery.subjects()
-
-    def delete(self, subject_id: str) -> bool:
-        return self.gallery.delete(subject_id)
-
-    def identify(self, image: np.ndarray, k: int = 5) -> dict:
-        """The k nearest subjects to the image's main face: {"matches": [{"subject_id", "name",
-        "distance", "face_id", "same"}], "model", "threshold", "box"}; `same` is distance <= threshold."""
-        code = self._face(image, "image")
-        matches = self.gallery.search({"small": code.small, "large": code.large}, k=k, model=self.model)
-        for match in matches:
-            match["same"] = match["distance"] <= self.threshold
-        return {"matches": matches, "model": self.model, "threshold": self.threshold,
-                "box": [round(float(v), 1) for v in code.face.box]}
-
-
-# --- evaluation: rank-1 identification ----------------------------------------------------------
-
-def rank1_accuracy(codes: dict[str, np.ndarray], people: list[str], enrolled: int, db_path: str | os.PathLike, *,
-                   model: str = "mean", seed: int = 0) -> dict:
-    """Closed-set 1:N identification: per person `enrolled` random faces go into a fresh gallery
-    file, every other face is a probe searched against it; rank-1 (and rank-5) accuracy.
-    `codes`: {"small","large": [n, 128]} of n faces, `people[i]` the person of face i."""
-    rng = np.random.default_rng(seed)
-    people_arr = np.asarray(people)
-    enrol_rows, probe_rows = [], []
-    for person in sorted(set(people)):
-        rows = rng.permutation(np.flatnonzero(people_arr == person))
-        if len(rows) <= enrolled:
-            raise FacelabError(f"person '{person}' has {len(rows)} faces; {enrolled} enrolled leaves no probe")
-        enrol_rows.append(rows[:enrolled])
-        probe_rows.extend(rows[enrolled:])
-    Path(db_path).unlink(missing_ok=True)
-    with Gallery(db_path) as gallery:
-        for rows in enrol_rows:
-            gallery.enroll(people[rows[0]], people[rows[0]], {part: codes[part][rows] for part in PARTS})
-        ranked = [[m["subject_id"] for m in gallery.search({p: codes[p][i] for p in PARTS}, k=5, model=model)]
-                  for i in probe_rows]
-    truth = people_arr[probe_rows]
-    return {"enrolled": enrolled, "subjects": len(enrol_rows), "probes": len(probe_rows),
-            "rank1": float(np.mean([r[0] == t for r, t in zip(ranked, truth)])),
-            "rank5": float(np.mean([t in r for r, t in zip(ranked, truth)]))}
-
-
-def identification_eval(files: list[str], people: list[str], settings, *, enrolled: tuple[int, ...] = (1, 3, 5),
-                        repeats: int = 5, model: str = "mean", seed: int = 0, actors: int | None = None) -> dict:
-    """Rank-1 identification of labelled face images through a real gallery file: the faces are
-    encoded once (facelab.face_codes, cached), then for each enrolled count, `repeats` random
-    enrolment draws. Returns mean and std of rank-1/rank-5 per count."""
-    import tempfile
-
-    from facelab.face_codes import encode_files
-
-    codes = encode_files(files, settings, actors=actors)
-    out = {"images": len(files), "no_face_images": int(codes.whole.sum()), "images_encoded": codes.encoded,
-           "settings": settings.key, "model": model, "repeats": repeats, "enrolled": {}}
-    with tempfile.TemporaryDirectory(prefix="facelab-gallery-eval-") as tmp:
-        for count in enrolled:
-            runs = [rank1_accuracy(codes.codes(), people, count, Path(tmp) / f"{count}-{r}.sqlite", model=model, seed=seed + r)
-                    for r in range(repeats)]
-            out["enrolled"][count] = {"subjects": runs[0]["subjects"], "probes": runs[0]["probes"],
-                                      **{f"{m}_{f.__name__}": float(f([run[m] for run in runs]))
-                                         for m in ("rank1", "rank5") for f in (np.mean, np.std)},
-                                      "rank1_runs": [run["rank1"] for run in runs]}
-    return out
