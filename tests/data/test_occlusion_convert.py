@@ -12,7 +12,7 @@ from PIL import Image
 from scipy.spatial import ConvexHull
 
 from facelab.converters import convert
-from facelab.converters.occlusion import SIZE, FaceGeometry, hull_mask, occlude, occluded_fraction, polygon_mask
+from facelab.converters.occluders import SIZE, FaceGeometry, hull_mask, occlude, occluded_fraction, polygon_mask
 from facelab.formats import get_format
 from facelab.formats.occlusion import FILES, IMAGES
 
