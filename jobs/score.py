@@ -20,9 +20,14 @@ def score(
 ) -> None:
     """Print one JSON object of the challenge's metrics for SUBMISSION against TRUTH."""
     fmt = format_of(task)
-    result = {"task": task, **fmt.score(submission, truth)}
+    options = {}
+    if task == "synth":  # the gender balance of samples, by the promoted age-gender model when there is one
+        from jobs.synth import gender_head
+
+        options["gender"] = gender_head(None)
+    result = {"task": task, **fmt.score(submission, truth, **options)}
     if plots:
-        result["plots"] = [str(p) for p in fmt.plots(submission, truth, plots)]
+        result["plots"] = [str(p) for p in fmt.plots(submission, truth, plots, **options)]
     emit(result)
 
 

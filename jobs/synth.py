@@ -28,7 +28,8 @@ def synth(
     run: Annotated[Optional[str], typer.Option("--run", help="a synth run id instead of the promoted one")] = None,
 ) -> None:
     """Write N faces of the promoted synth model (PNGs, samples.csv, grid.png); --measure checks them."""
-    from facelab.tasks.synth import SynthPredictor, measure as measure_samples, measure_png
+    from facelab.synth_measure import measure as measure_samples, measure_png
+    from facelab.tasks.synth import SynthPredictor
 
     uri = paths.store_uri(store)
     stored = ModelStore(uri).load("synth", run)
@@ -38,10 +39,24 @@ def synth(
     result = {"task": "synth", "run_id": stored.run_id, "samples": n, "out": str(out), "grid": str(out / GRID_PNG)}
     if measure:
         reference = data or (Path(stored.manifest["data"]) if stored.manifest.get("data") else None)
-        measured = measure_samples(out, reference if reference and reference.is_dir() else None, store_uri=uri)
+        measured = measure_samples(out, reference if reference and reference.is_dir() else None,
+                                   gender=gender_head(uri))
         (out / "measure.json").write_text(json.dumps(measured, indent=2))
         result.update(measured, data=str(reference), plot=str(measure_png(measured, out / "measure.png")))
     emit(result)
+
+
+def gender_head(store: str | None):
+    """The promoted age-gender model's gender head (a `facelab.synth_measure.GenderHead`), or why
+    the gender measure is pending when the store has none."""
+    from facelab.errors import FacelabError
+    from facelab.synth_measure import GenderHead
+
+    try:
+        run = ModelStore(paths.store_uri(store)).load("age-gender")
+    except FacelabError as exc:
+        return f"pending: no promoted age-gender model ({exc})"
+    return GenderHead(run.run_id, get_task("age-gender").predictor_class(str(run.model_dir)))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from facelab.formats.utkface import labels_table, split_names
 from facelab.predict import submit
 from facelab.store import ModelStore
 from facelab.tasks import get_task
-from facelab.tasks.synth import RECIPE, gender_shares, thumbnails, wilson
+from facelab.synth_measure import GenderHead, gender_shares, wilson
+from facelab.tasks.synth import RECIPE, thumbnails
 from facelab.torch_train import Optimizers, load_model
 from facelab.train import train
 from facelab.uploads import Binary
@@ -108,7 +109,10 @@ def test_cli_serve_and_submit_give_one_face_per_seed(trained, faces, tmp_path, r
 
 
 def test_gender_shares_by_the_head(monkeypatch):
-    """With a gender head (here a stand-in: bright faces are 'women'), shares, interval and gap."""
+    """With a gender head (here a stand-in: bright faces are 'women'), shares, interval and gap; the
+    head is the promoted age-gender model's predictor, looked up by the synth job."""
+    from jobs.synth import gender_head
+
     class Head:
         def __init__(self, model_dir):
             pass
@@ -118,12 +122,15 @@ def test_gender_shares_by_the_head(monkeypatch):
 
     monkeypatch.setattr(ModelStore, "load", lambda self, task, run_id=None: types.SimpleNamespace(
         run_id="r1", model_dir="unused"))
-    monkeypatch.setattr("facelab.tasks.get_task", lambda name: types.SimpleNamespace(predictor_class=Head))
+    monkeypatch.setattr("jobs.synth.get_task", lambda name: types.SimpleNamespace(predictor_class=Head))
+    head = gender_head("unused")
+    assert isinstance(head, GenderHead) and head.run_id == "r1"
     bright, dark = np.full((64, 64, 3), 200, np.uint8), np.full((64, 64, 3), 50, np.uint8)
-    out = gender_shares([bright] * 3 + [dark], [bright, dark], store_uri="unused")
+    out = gender_shares([bright] * 3 + [dark], [bright, dark], head)
     assert out["female_share_samples"] == 0.75 and out["female_share_real"] == 0.5
     assert out["female_share_gap"] == 0.25 and out["gender_head_run"] == "r1"
     assert out["female_share_samples_ci95_low"] < 0.75 < out["female_share_samples_ci95_high"]
+    assert gender_shares([bright], [dark], None) == {"gender": "pending: no gender head given"}
     assert wilson(0.5, 100) == pytest.approx((0.404, 0.596), abs=1e-3)
 
 

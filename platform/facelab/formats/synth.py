@@ -10,9 +10,9 @@ Submission: a folder of PNG samples `sample_<seed>.png`, `samples.csv` (`file,se
 `grid.png` (the first 64). Score (`facelab score --task synth --submission DIR --truth DATA`,
 truth the UTKFace folder or a file in it): the fraction of samples in which the dlib HOG and the
 mediapipe detectors find a face, the same for the held-out real faces at the samples' size, and,
-when the model store ($FACELAB_STORE or ~/.facelab/store) holds a promoted `age-gender` model, the
-share of women among the samples and among the held-out real faces by that gender head, next to
-the training set's true share.
+when the caller hands `score` a gender head (`facelab score` hands it the promoted `age-gender`
+model's), the share of women among the samples and among the held-out real faces by that head,
+next to the training set's true share (see `facelab.synth_measure`).
 """
 
 from __future__ import annotations
@@ -123,19 +123,22 @@ class SynthFormat(UTKFaceFormat):
     def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
         return write_samples(list(predictions["png"]), [int(s) for s in predictions["seed"]], Path(out))
 
-    def score(self, submission: Path, truth: Path) -> dict[str, float]:
-        return {k: v for k, v in _measured(str(submission), str(data_folder(truth))).items() if isinstance(v, float)}
+    def score(self, submission: Path, truth: Path, *, gender=None) -> dict[str, float]:
+        """The measure of `facelab.synth_measure`; `gender`: its `GenderHead` (or why there is none)."""
+        measured = _measured(str(submission), str(data_folder(truth)), gender)
+        return {k: v for k, v in measured.items() if isinstance(v, float)}
 
-    def plots(self, submission: Path, truth: Path, out: Path) -> list[Path]:
-        from facelab.tasks.synth import measure_png
+    def plots(self, submission: Path, truth: Path, out: Path, *, gender=None) -> list[Path]:
+        from facelab.synth_measure import measure_png
 
         Path(out).mkdir(parents=True, exist_ok=True)
-        return [measure_png(_measured(str(submission), str(data_folder(truth))), Path(out) / "synth_measure.png")]
+        measured = _measured(str(submission), str(data_folder(truth)), gender)
+        return [measure_png(measured, Path(out) / "synth_measure.png")]
 
 
 @functools.lru_cache(maxsize=2)
-def _measured(submission: str, data: str) -> dict:
-    """One measurement per (samples, data) pair, shared by score and plots."""
-    from facelab.tasks.synth import measure
+def _measured(submission: str, data: str, gender) -> dict:
+    """One measurement per (samples, data, gender head) triple, shared by score and plots."""
+    from facelab.synth_measure import measure
 
-    return measure(Path(submission), Path(data))
+    return measure(Path(submission), Path(data), gender=gender)

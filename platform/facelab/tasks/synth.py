@@ -10,10 +10,11 @@ stepped by `GanRecipe.train_step`. Each epoch's samples are scored against the h
 faces: `face_rate` (the fraction of fixed-noise samples in which dlib HOG finds a face; the
 epoch kept) and `fd_pixels` (Frechet distance of 8x8 colour thumbnails, samples vs real).
 
-`measure` (also `facelab synth --measure` and `facelab score --task synth`) checks samples
-the way the seed did: the HOG and mediapipe face rates of samples and of real faces at the same
-size, and the share of women among samples by the promoted `age-gender` model's gender head,
-next to its share among real held-out faces and the training set's true share.
+`facelab.synth_measure` (also `facelab synth --measure` and `facelab score --task synth`) checks
+samples the way the seed did: the HOG and mediapipe face rates of samples and of real faces at the
+same size, and the share of women among samples by the promoted `age-gender` model's gender head
+(handed in by the caller), next to its share among real held-out faces and the training set's
+true share.
 """
 
 from __future__ import annotations
@@ -27,16 +28,14 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from facelab.errors import FacelabError
 from facelab.formats import Read
-from facelab.formats.synth import GRID_PNG, GRID_SAMPLES, grid, read_samples
-from facelab.formats.utkface import labels_table, split_names
+from facelab.formats.synth import GRID_PNG, GRID_SAMPLES, grid
+from facelab.synth_measure import face_rates
 from facelab.tasks.torch_task import TorchTask
 from facelab.torch_train import CONFIG_FILE, Optimizers, TorchRecipe, load_model
 from facelab.uploads import Binary, encode_png
 from facelab.vision import load_image, resized, stacked, training_datasets
 
-DETECTORS = ("hog", "mediapipe")
 THUMB = 8  # the side of the colour thumbnails that fd_pixels compares
 
 
@@ -120,17 +119,6 @@ def generate(model: DCGAN, z: torch.Tensor, chunk: int = 256) -> np.ndarray:
 
 # --- measuring faces ------------------------------------------------------------------------
 
-def face_rates(images: list[np.ndarray], detectors=DETECTORS) -> dict[str, float]:
-    """Per detector, the fraction of images in which it finds at least one face."""
-    from facelab.faces import get_detector
-
-    rates = {}
-    for name in detectors:
-        detect = get_detector(name)
-        rates[name] = float(np.mean([len(detect(image)) > 0 for image in images])) if images else float("nan")
-    return rates
-
-
 def thumbnails(images: np.ndarray) -> np.ndarray:
     """uint8 NCHW (or NHWC) -> float64 [N, 3 * THUMB * THUMB] of area-averaged colour in 0..1."""
     x = torch.as_tensor(images)
@@ -147,86 +135,6 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     root = linalg.sqrtm(cov_a @ cov_b)
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * np.real(root)))
-
-
-def real_faces(data: Path, size: int) -> list[np.ndarray]:
-    """The held-out (val split) real faces of a UTKFace folder, at size x size."""
-    root = Path(data)
-    files = labels_table(root).column("file").to_pylist()
-    return [resized(load_image(root / f), size) for f, s in zip(files, split_names(files)) if s == "val"]
-
-
-def training_gender(data: Path) -> tuple[float, int]:
-    """(share of women, faces) among the GAN's training faces (all but UTKFace's val split), by label."""
-    table = labels_table(Path(data)).to_pandas()
-    train = table[split_names(table["file"].tolist()) != "val"]
-    codes = pd.to_numeric(train["gender"], errors="coerce").dropna()
-    return float((codes == 1).mean()), int(len(codes))
-
-
-def wilson(share: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson interval of a proportion."""
-    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(centre - half), float(centre + half)
-
-
-def gender_shares(samples: list[np.ndarray], real: list[np.ndarray], store_uri: str | None) -> dict:
-    """Share of women among samples and real faces by the promoted age-gender model's gender head,
-    or a note that it is pending when the store has none."""
-    from facelab import config as paths
-    from facelab.store import ModelStore
-    from facelab.tasks import get_task
-
-    uri = paths.store_uri(store_uri)
-    try:
-        run = ModelStore(uri).load("age-gender")
-    except FacelabError as exc:
-        return {"gender": f"pending: no promoted age-gender model ({exc})"}
-    head = get_task("age-gender").predictor_class(str(run.model_dir))
-
-    def share(images: list[np.ndarray]) -> float:
-        codes = np.concatenate([head({"image": np.stack(images[i:i + 64])})["gender"] for i in range(0, len(images), 64)])
-        return float((codes == 1).mean())
-
-    out = {"gender_head_run": run.run_id, "female_share_samples": share(samples)}
-    out["female_share_samples_ci95_low"], out["female_share_samples_ci95_high"] = wilson(out["female_share_samples"],
-                                                                                         len(samples))
-    if real:
-        out["female_share_real"] = share(real)
-        out["female_share_gap"] = out["female_share_samples"] - out["female_share_real"]
-    return out
-
-
-def measure(samples: Path, data: Path | None = None, *, store_uri: str | None = None, detectors=DETECTORS) -> dict:
-    """Face rates (HOG, mediapipe) of a samples folder and of the UTKFace folder's held-out real
-    faces at the samples' size; the training set's share of women (labels); the share of women
-    among samples and real faces by the promoted age-gender model (see `gender_shares`)."""
-    _, images = read_samples(samples)
-    if not images:
-        raise FacelabError(f"{samples}: no samples to measure")
-    out: dict = {"n_samples": float(len(images))}
-    out.update({f"face_rate_{k}": v for k, v in face_rates(images, detectors).items()})
-    real = real_faces(data, images[0].shape[0]) if data is not None else []
-    if real:
-        out["n_real"] = float(len(real))
-        out.update({f"real_face_rate_{k}": v for k, v in face_rates(real, detectors).items()})
-        out["female_share_train_labels"], _ = training_gender(data)
-    out.update(gender_shares(images, real, store_uri))
-    return out
-
-
-def measure_png(result: dict, path: Path) -> Path:
-    """Bars: face rates of samples vs real faces per detector; shares of women."""
-    from facelab import plots
-
-    rates = {name: {"samples": result.get(f"face_rate_{name}"), "real faces": result.get(f"real_face_rate_{name}")}
-             for name in DETECTORS if f"face_rate_{name}" in result}
-    women = {"women": {"training labels": result.get("female_share_train_labels"),
-                       "real faces (head)": result.get("female_share_real"),
-                       "samples (head)": result.get("female_share_samples")}}
-    return plots.grouped_bars_png({"face found (" + k + ")": v for k, v in rates.items()} | women, path,
-                                  title="synth: samples vs held-out real faces", ylabel="fraction")
 
 
 # --- training -------------------------------------------------------------------------------
