@@ -8,24 +8,20 @@
 - Training plumbing: a recipe base class (preparation inside Ray Data, warm-up + cosine LR) and
   shuffled small-block datasets for `fit_torch` (tasks subclass facelab.tasks.torch_task.TorchTask).
 - Prediction: a batch predictor base over `path` (batch jobs) or `image` (Serve) rows, with
-  optional mirror test-time augmentation; HTTP requests of one image or a list, optionally
-  cropped to the largest detected face.
+  optional mirror test-time augmentation (the HTTP requests are `facelab.image_requests`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from facelab.errors import FacelabError
 from facelab.torch_train import CONFIG_FILE, TorchRecipe, load_model
-from facelab.uploads import ImageB64, UploadError, decode_image
 
 BLOCK_ROWS = 64  # rows per Ray Data block: the unit of parallel image preparation
 KEEP_COLUMNS = ("_row", "file", "filename")  # identifiers a predictor passes through
@@ -222,61 +218,3 @@ class ImagePredictor:
         result = self.finish({k: v.float().cpu().numpy() for k, v in out.items()})
         result.update({k: np.asarray(batch[k]) for k in KEEP_COLUMNS if k in batch})
         return result
-
-
-# --- HTTP requests ---------------------------------------------------------------------------
-
-class ImageRequest(BaseModel):
-    """One face image (`image`) or several (`images`), as uploads or base64; `detect` crops
-    each to its largest face first (dlib HOG; 422 when none is found)."""
-
-    model_config = ConfigDict(extra="forbid")
-    image: ImageB64 | None = None
-    images: list[ImageB64] | None = Field(None, min_length=1, max_length=64)
-    detect: bool = False
-
-    @model_validator(mode="after")
-    def _one_of(self):
-        if (self.image is None) == (self.images is None):
-            raise ValueError("give exactly one of 'image' or 'images'")
-        return self
-
-
-@functools.cache
-def _face_detector():
-    from facelab.faces import get_detector
-
-    return get_detector("hog")
-
-
-def largest_face(image: np.ndarray, field: str, margin: float = 0.12) -> np.ndarray:
-    """The square crop around the largest detected face, widened by `margin` of its side (dlib's
-    box covers about 90% of the side of a UTKFace-style tight crop, hence the default)."""
-    faces = _face_detector()(image)
-    if not faces:
-        raise UploadError(422, field, "no face found in the image")
-    x0, y0, x1, y1 = max((f.box for f in faces), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-    side = max(x1 - x0, y1 - y0) * (1 + margin)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    h, w = image.shape[:2]
-    left, top = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-    return image[top:int(min(h, cy + side / 2)), left:int(min(w, cx + side / 2))]
-
-
-def request_rows(request: ImageRequest) -> tuple[list[dict], bool]:
-    """Predictor rows (`image`: RGB uint8) from a validated ImageRequest, and whether it was a list."""
-    named = [("image", request.image)] if request.image is not None else \
-        [(f"images[{i}]", image) for i, image in enumerate(request.images)]
-    rows = []
-    for field, data in named:
-        image = decode_image(data, field)
-        rows.append({"image": largest_face(image, field) if request.detect else image})
-    return rows, request.images is not None
-
-
-def demo_image_requests(image_path: Path) -> tuple[dict, dict]:
-    """A valid body (one face image as base64) and a malformed one (not base64)."""
-    from facelab.uploads import to_base64
-
-    return {"image": to_base64(Path(image_path).read_bytes())}, {"image": "this is not an image!"}
-

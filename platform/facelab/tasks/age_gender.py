@@ -26,9 +26,9 @@ import torch.nn.functional as F
 
 from facelab.formats import Read
 from facelab.formats.utkface import GENDERS, RACES, confusion_plots, slice_scores
+from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
 from facelab.tasks.torch_task import TorchTask
-from facelab.vision import (ImagePredictor, ImageRecipe, ImageRequest, demo_image_requests, normalised, request_rows,
-                            resnet18, run_net, training_datasets, zero_init)
+from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, training_datasets, zero_init
 
 AGES = 101  # classes 0..100, as HexaFace
 
@@ -114,7 +114,7 @@ class AgeGenderPredictor(ImagePredictor):
         return result
 
 
-class AgeGenderRequest(ImageRequest):
+class AgeGenderRequest(FaceImageRequest):
     """A face crop (UTKFace-like: the face fills most of the picture), or a list of them;
     `detect: true` crops a wider photo to its largest face first."""
 

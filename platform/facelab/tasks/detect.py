@@ -28,8 +28,8 @@ from facelab import metrics, plots
 from facelab.formats import Read
 from facelab.formats.detect import detections_frame
 from facelab.formats.images import load_rgb
+from facelab.image_requests import ImageRequest, request_rows
 from facelab.tasks.base import Task
-from facelab.tasks.yolo_base import ImageRequest  # one base64 image or a batch (shared with emotion, age-gender)
 
 
 def detector_from(config: dict):
@@ -111,11 +111,7 @@ class DetectTask(Task):
         return {k: float(v) for k, v in result.items() if k in keep or k.startswith("recall_")}
 
     def request_rows(self, request: ImageRequest) -> tuple[list[dict], bool]:
-        from facelab.uploads import decode_image
-
-        if request.image is not None:
-            return [{"image": decode_image(request.image, "image")}], False
-        return [{"image": decode_image(text, f"images[{i}]")} for i, text in enumerate(request.images)], True
+        return request_rows(request)
 
     def response(self, outputs: list[dict], batched: bool) -> dict:
         shaped = [{"faces": json.loads(o["faces"])} for o in outputs]

@@ -24,15 +24,15 @@ import torch
 from facelab import plots
 from facelab.formats import Read
 from facelab.formats.fer import EMOTIONS, SIZE, emotion_metrics
+from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
 from facelab.tasks.torch_task import TorchTask
-from facelab.vision import (ImagePredictor, ImageRecipe, ImageRequest, demo_image_requests, normalised, request_rows,
-                            training_datasets)
+from facelab.vision import ImagePredictor, ImageRecipe, normalised, training_datasets
 
 # ITU-R BT.601 luminance: how FER-2013's greyscale relates to colour photos
 LUMA = (0.299, 0.587, 0.114)
 
 
-class EmotionRequest(ImageRequest):
+class EmotionRequest(FaceImageRequest):
     """A face image (FER-like: the face fills the picture; any size, colour or grey), or a list
     of them; `detect: true` crops a wider photo to its largest face first."""
 

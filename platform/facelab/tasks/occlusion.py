@@ -23,9 +23,10 @@ import torch
 from facelab import metrics as metrics_lib
 from facelab.formats import Read
 from facelab.formats.occlusion import drop_unlabelled
+from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
 from facelab.tasks.torch_task import TorchTask
-from facelab.vision import (ImagePredictor, ImageRecipe, ImageRequest, demo_image_requests, is_grey, load_image,
-                            normalised, request_rows, resnet18, run_net, training_datasets)
+from facelab.vision import (ImagePredictor, ImageRecipe, is_grey, load_image, normalised, resnet18, run_net,
+                            training_datasets)
 
 LEVEL_EDGES = (0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35)  # the seed's 3rd labelling: 10 levels
 LEVELS = len(LEVEL_EDGES) + 1
@@ -127,7 +128,7 @@ class OcclusionPredictor(ImagePredictor):
         return {"occlusion": self.model(x, grey).clamp(0, 1)}
 
 
-class OcclusionRequest(ImageRequest):
+class OcclusionRequest(FaceImageRequest):
     """A 224x224 face crop (any size is resized), or a list of them."""
 
 

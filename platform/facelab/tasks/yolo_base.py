@@ -15,30 +15,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from facelab.errors import FacelabError
 from facelab.formats import Read
 from facelab.formats.images import load_rgb
+from facelab.image_requests import ImageRequest, request_rows
 from facelab.tasks.base import Task
-from facelab.uploads import ImageB64, decode_image
-
-MAX_IMAGES = 32
-
-
-class ImageRequest(BaseModel):
-    """One image, or a batch of them: base64 text in JSON, or multipart file fields."""
-
-    model_config = ConfigDict(extra="forbid")
-    image: ImageB64 | None = None
-    images: list[ImageB64] | None = Field(None, min_length=1, max_length=MAX_IMAGES)
-
-    @model_validator(mode="after")
-    def _one_of(self):
-        if (self.image is None) == (self.images is None):
-            raise ValueError("give exactly one of 'image' or 'images'")
-        return self
-
 
 class YoloPredictor:
     """Base of the YOLO batch predictors: one loaded model (GPU when visible) per instance."""
@@ -68,9 +50,7 @@ class ImageUploads:
     Request = ImageRequest
 
     def request_rows(self, request: ImageRequest) -> tuple[list[dict], bool]:
-        if request.image is not None:
-            return [{"image": decode_image(request.image, field="image")}], False
-        return [{"image": decode_image(b, field=f"images[{i}]")} for i, b in enumerate(request.images)], True
+        return request_rows(request)
 
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
         """The first image of the data's test split (else val) as base64, and a non-image."""
