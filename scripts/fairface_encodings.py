@@ -27,7 +27,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from facelab.config import data_root
-from facelab.converters.fairface import UTK, UTK_OPTIONS
+from facelab.converters.fairface import UTK
+from facelab.embed import UTK_OPTIONS
 
 
 def encode_variants(image: np.ndarray) -> dict[str, np.ndarray] | None:

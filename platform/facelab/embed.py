@@ -85,6 +85,11 @@ class EmbedOptions:
                 "fallback_whole": self.fallback_whole}
 
 
+# How the FairFace-style data's embeddings are made from UTKFace photos (the converter), and how a
+# served image is embedded to match them (the fairface task).
+UTK_OPTIONS = EmbedOptions(detector="hog", min_side=240, pad=0.15)
+
+
 def list_images(root: Path) -> list[str]:
     """Image files under `root`, recursively, as sorted paths relative to it."""
     root = Path(root)

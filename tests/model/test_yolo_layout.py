@@ -14,7 +14,7 @@ from facelab.yolo.train import model_yaml
 from facelab.formats.age_bins import AGE_BINS
 from facelab.formats.mask import MASK_TYPES
 from facelab.store import fingerprint
-from facelab.tasks.mask import score_detections
+from facelab.mask_answers import score_detections
 
 
 def _image(path, size=(200, 160), color=(90, 90, 90), box=None, box_color=(250, 20, 20)):

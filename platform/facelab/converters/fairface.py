@@ -29,13 +29,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from facelab.embed import EmbedOptions, embed_folder
+from facelab.embed import UTK_OPTIONS, embed_folder
 from facelab.errors import FacelabError
 from facelab.formats.fairface import AGE_BINS, FILES, GENDERS, LABELS_FILE
 
 UTK = "utkface"
 RACES = ("White", "Black", "Asian", "Indian", "Others")
-UTK_OPTIONS = EmbedOptions(detector="hog", min_side=240, pad=0.15)
 SHARES = {"train": 0.70, "val": 0.15, "test": 0.15}
 
 

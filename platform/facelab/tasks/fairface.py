@@ -179,8 +179,7 @@ class FairFaceRequest(BaseModel):
 
 @functools.cache
 def _embedder():
-    from facelab.converters.fairface import UTK_OPTIONS
-    from facelab.embed import EmbedOptions, FaceEmbedder
+    from facelab.embed import UTK_OPTIONS, EmbedOptions, FaceEmbedder
 
     return FaceEmbedder(vars(EmbedOptions(**{**vars(UTK_OPTIONS), "fallback_whole": True})))
 

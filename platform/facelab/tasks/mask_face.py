@@ -31,7 +31,7 @@ import pandas as pd
 from facelab import metrics
 from facelab.errors import FacelabError
 from facelab.formats import Read
-from facelab.tasks.mask import MaskAnswers, score_detections
+from facelab.mask_answers import MaskAnswers, score_detections
 from facelab.tasks.prepared_torch import Prepared, PreparedTorchTask
 from facelab.tasks.yolo_base import ImageUploads
 from facelab.vision import (ImageRecipe, input_images, load_image, normalised, resnet18, rgb, run_net, stacked,
