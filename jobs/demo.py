@@ -53,12 +53,26 @@ def _serve_and_query(store: str, tasks: list[str], data: dict[str, Path]) -> lis
     return rows
 
 
+def _demo_data(task, out: Path) -> Path:
+    """The task's demo data: a few real faces converted from the data root when the task declares
+    such a conversion (`demo_conversion`) and the data root holds them, else its own synthetic set."""
+    if task.demo_conversion is not None:
+        from facelab import config
+        from facelab.converters import convert
+
+        folder, options = task.demo_conversion
+        if (config.data_root() / folder).is_dir():
+            convert(task.name, config.data_root(), Path(out), **options)
+            return Path(out)
+    return task.demo_data(out)
+
+
 def _run_task(name: str, data: Path, out: Path, store: str, samples: int, table: list) -> Path:
     """One task through the four doors: its demo data, tune (or one small fit), submit, score."""
     task = get_task(name)
     started = time.perf_counter()
     typer.echo(f"[demo] {name}: data")
-    data = task.demo_data(data)
+    data = _demo_data(task, data)
     demo_config = getattr(task, "demo_config", None)
     if demo_config is not None:
         typer.echo(f"[demo] train {name} (small config)")

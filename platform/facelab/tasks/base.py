@@ -28,6 +28,9 @@ class Task(ABC):
     fit_splits: ClassVar[tuple[str, ...]] = ("train", "val")
     submit_split: ClassVar[str] = "test"
     format_name: ClassVar[str | None] = None  # another task's data format (a second method), else the task's own
+    # (folder under the data root, converter options): `facelab demo` converts a few real faces when the
+    # data root holds that folder, instead of taking `demo_data`'s synthetic set
+    demo_conversion: ClassVar[tuple[str, dict[str, Any]] | None] = None
 
     # Serve: the JSON body of `POST /<name>` and how it becomes rows for the predictor.
     Request: ClassVar[type[BaseModel]]

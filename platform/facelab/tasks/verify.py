@@ -202,6 +202,7 @@ class VerifyTask(Task):
     submit_split = "pairs"
     Request = VerifyRequest
     predictor_class = VerifyPredictor
+    demo_conversion = ("orl_faces", {"people": 4, "folds": 2, "n": 4})  # a few real ORL people, else cartoon pairs
 
     def trial_data(self, data: dict[str, Read]) -> TrialData:
         pairs = Pairs.from_read(data["pairs"])
@@ -242,17 +243,6 @@ class VerifyTask(Task):
                 raise UploadError(422, f"image_{side}", "no face found")
         return {"distance": float(out["distance"]), "threshold": float(out["threshold"]), "same": bool(out["same"]),
                 "model": str(out["model"])}
-
-    def demo_data(self, out: Path) -> Path:
-        """A few real ORL people when the data root has them, else synthetic cartoon pairs."""
-        from facelab import config
-        from facelab.converters import convert
-
-        root = config.data_root()
-        if (root / "orl_faces").is_dir():
-            convert(self.name, root, Path(out), people=4, folds=2, n=4)
-            return Path(out)
-        return self.format.synthesize(Path(out), seed=0)
 
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
         first = pd.read_csv(Path(data) / "pairs.csv", nrows=1).iloc[0]
