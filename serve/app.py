@@ -279,3 +279,13 @@ def build_app(args: Optional[dict] = None):
     if not tasks and gallery is None:
         raise FacelabError(f"no task has a promoted model in store {store.uri}")
     return Gateway.bind({task: TaskModel.options(name=task).bind(task, store.uri) for task in tasks}, gallery)
+
+
+def __getattr__(name: str):
+    """`serve.app:app`, the application with the default args, for commands that take an import
+    path to an Application rather than a builder (`serve build serve.app:app -o serve_app.yaml`):
+    built when first asked for, from the store $FACELAB_STORE names, so importing this module
+    never reads a store."""
+    if name == "app":
+        return build_app({})
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
