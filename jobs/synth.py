@@ -51,6 +51,7 @@ def gender_head(store: str | None):
     the gender measure is pending when the store has none."""
     from facelab.errors import FacelabError
     from facelab.synth_measure import GenderHead
+    from facelab.tasks import get_task
 
     try:
         run = ModelStore(paths.store_uri(store)).load("age-gender")
