@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facelab.aggregator.network import load_torch, build_aggregator, pad_tracks
+from facelab.aggregator.network import build_aggregator, load_torch, pad_tracks
 from facelab.torch_train import TorchRecipe
 
 if TYPE_CHECKING:
