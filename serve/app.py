@@ -28,6 +28,7 @@ from ray.serve.handle import DeploymentHandle
 
 from facelab import config as paths
 from facelab.errors import FacelabError
+from facelab.predict import predict_rows
 from facelab.store import ModelStore
 from facelab.tasks import get_task, task_names
 from facelab.uploads import Binary, UploadError, decode_image
@@ -46,32 +47,20 @@ class TaskModel:
 
     def __init__(self, task: str, store: Optional[str] = None):
         self.task = get_task(task)
-        run = ModelStore(paths.store_uri(store)).load(task)
+        run = ModelStore(paths.store_uri(store)).load(task, check_config=self.task.config)
         self.run_id = run.run_id
         self.predictor = self.task.predictor_class(str(run.model_dir))
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def predict(self, rows: list[dict]) -> list[dict]:
-        batch = {key: _stack([row[key] for row in rows]) for key in rows[0]}
-        out = self.predictor(batch)
-        return [{key: value[i] for key, value in out.items()} for i in range(len(rows))]
+        return predict_rows(self.predictor, rows)
 
     async def act(self, action: str, request: BaseModel) -> dict:
         """An unbatched extra endpoint, `POST /<task>/<action>`."""
         return getattr(self.predictor, action.replace("-", "_"))(request)
 
     def info(self) -> dict:
-        return {"task": self.task.name, "run_id": self.run_id, "actions": sorted(getattr(self.task, "actions", {}))}
-
-
-def _stack(values: list) -> np.ndarray:
-    """Rows' values as one batch column; images of different sizes stay an object array."""
-    try:
-        return np.stack(values)
-    except ValueError:
-        column = np.empty(len(values), dtype=object)
-        column[:] = values
-        return column
+        return {"task": self.task.name, "run_id": self.run_id, "actions": sorted(self.task.actions)}
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16)

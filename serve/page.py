@@ -51,7 +51,7 @@ def render(tasks: dict, gallery: bool) -> str:
     forms = []
     for name, task in tasks.items():
         forms.append(_form(f"POST /{name}", name, _inputs(task.Request)))
-        for action, schema in getattr(task, "actions", {}).items():
+        for action, schema in task.actions.items():
             forms.append(_form(f"POST /{name}/{action}", f"{name}/{action}", _inputs(schema)))
     if gallery:
         forms.append(_form("POST /gallery/subjects (enroll)", "gallery/subjects",

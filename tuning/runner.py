@@ -1,42 +1,27 @@
-"""The Tune runner, generic over tasks: Optuna search over the task's space, trials in parallel
-on the cluster's CPUs, then the winner refitted, stored with its sweep's results, and promoted."""
+"""The Tune runner, generic over tasks: Optuna search over the task's space (the task's default
+config always the first trial), trials in parallel on the cluster, then the winner stored with
+its sweep's results and promoted.
+
+Every trial runs facelab.trial.trial, the one trial function of every kind of task.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import tempfile
 from pathlib import Path
 
-from facelab import plots
+from facelab.config import absolute
 from facelab.errors import FacelabError
 from facelab.store import ModelStore
-from facelab.tasks import get_task
+from facelab.tasks import Task, get_task
 from facelab.train import fit_and_store, load_fit_data
+from facelab.trial import trainable
 from tuning import spaces
 
-
-def _trainable(config: dict, task_name: str, trial_data) -> None:
-    from ray import tune
-
-    from facelab.tasks import get_task as lookup
-
-    tune.report(lookup(task_name).evaluate_config(config, trial_data))
-
-
-SWEEP_FILE = "facelab_sweep.json"  # in the experiment folder: what `resume` needs to rebuild the sweep
-
-
-def _trainable_for(task, data, trials: int | None = None):
-    """The task's own per-epoch trainable when it has one (torch and YOLO tasks), else one
-    evaluate_config per trial. Torch trials are sized for `trials` at once."""
-    from ray import tune
-
-    if hasattr(task, "tune_trainable"):
-        return task.tune_trainable(data, trials)
-    return tune.with_resources(
-        tune.with_parameters(_trainable, task_name=task.name, trial_data=task.trial_data(data)), {"cpu": 1})
+# how many random draws of a search space are checked against the task's config model up front
+SPACE_CHECK_DRAWS = 16
 
 
 class _SpaceTrial:
@@ -58,10 +43,6 @@ class _SpaceTrial:
         return suggest
 
 
-def _no_unused_defaults(suggested: dict) -> set[str]:
-    return set()
-
-
 def _full_space(space_fn, unused_defaults, defaults: dict, fixed: dict, trial) -> dict:
     """A trial's config: what the space suggests, its constants, the `fixed` values, and the
     task's default config for everything else (Optuna's returned constants override suggestions,
@@ -74,10 +55,61 @@ def _full_space(space_fn, unused_defaults, defaults: dict, fixed: dict, trial) -
     return {**rest, **constants, **fixed}
 
 
-def _space_with(space, defaults: dict, fixed: dict | None):
-    """The task's define-by-run space (its module's `space`) completed (picklable: Tune saves the searcher)."""
-    return functools.partial(_full_space, space.space, getattr(space, "unused_defaults", _no_unused_defaults),
-                             dict(defaults), dict(fixed or {}))
+def _space_with(space: spaces.SearchSpace, defaults: dict, fixed: dict | None):
+    """The task's define-by-run space completed (picklable: Tune saves the searcher)."""
+    return functools.partial(_full_space, space.space, space.unused_defaults, dict(defaults), dict(fixed or {}))
+
+
+class _DefaultTrial:
+    """Walks a define-by-run space answering every suggestion with the default config's value
+    (when the space allows it): the parameters of the default config's point."""
+
+    def __init__(self, defaults: dict):
+        self.defaults, self.point = defaults, {}
+
+    def _take(self, name: str, allowed, fallback):
+        value = self.defaults.get(name)
+        if name in self.defaults and allowed(value):
+            self.point[name] = value
+            return value
+        return fallback
+
+    def suggest_categorical(self, name, choices):
+        return self._take(name, lambda v: v in choices, choices[0])
+
+    def suggest_float(self, name, low, high, **kwargs):
+        return self._take(name, lambda v: isinstance(v, (int, float)) and low <= v <= high, low)
+
+    def suggest_int(self, name, low, high, **kwargs):
+        return self._take(name, lambda v: isinstance(v, int) and low <= v <= high, low)
+
+
+def points_to_evaluate(space: spaces.SearchSpace, defaults: dict, fixed: dict) -> list[dict]:
+    """The default config's point first, then the space's extra points (none twice)."""
+    walker = _DefaultTrial({**defaults, **fixed})
+    space.space(walker)
+    points = []
+    for point in [walker.point, *space.extra_points]:
+        point = {k: v for k, v in point.items() if k not in fixed}
+        if point not in points:
+            points.append(point)
+    return points
+
+
+def check_space(task: Task, space: spaces.SearchSpace, fixed: dict, points: list[dict], seed: int = 0) -> None:
+    """Every key a sweep could hand a trial exists in the task's config model, with a valid value:
+    the default point, the extra points and random draws of the space, checked before any trial runs."""
+    import optuna
+
+    complete = _space_with(space, task.default_config, fixed)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for point in points:
+        study.enqueue_trial(point)
+    for _ in range(len(points) + SPACE_CHECK_DRAWS):
+        drawn = study.ask()
+        constants = complete(drawn)  # OptunaSearch's config: the suggested values and the returned constants
+        task.config({**drawn.params, **constants}, source=f"search space {space.module}")
+        study.tell(drawn, 0.0)
 
 
 def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, promote: bool = True,
@@ -92,28 +124,29 @@ def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, 
     from ray.tune.search.optuna import OptunaSearch
 
     task = get_task(task_name)
-    space = spaces.for_task(task.name)
+    fixed = task.check_keys(dict(fixed or {}), source="--config")
+    data_dir = absolute(data_dir)  # the trials run in Ray workers, elsewhere than this working directory
+    space = spaces.for_task(task)
+    points = points_to_evaluate(space, task.default_config, fixed)
+    check_space(task, space, fixed, points, seed)
     store = ModelStore(store_uri)
     data = load_fit_data(task, data_dir, skip_bad=skip_bad)
-    if max_concurrent is None and hasattr(task, "tune_concurrency"):  # trials whose trainers hold the resources
+    if max_concurrent is None:
         max_concurrent = task.tune_concurrency()
-    trainable = _trainable_for(task, data, max_concurrent)
     searcher = OptunaSearch(space=_space_with(space, task.default_config, fixed), metric=task.metric, mode=task.mode,
-                            points_to_evaluate=list(getattr(space, "seed_points", [])), seed=seed)
+                            points_to_evaluate=points, seed=seed)
     # tasks that report every epoch stop poor trials early
-    scheduler = ASHAScheduler(metric=task.metric, mode=task.mode, **space.asha) if hasattr(space, "asha") else None
+    scheduler = ASHAScheduler(metric=task.metric, mode=task.mode, **space.asha) if space.asha else None
     name = f"{task.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    storage = f"{store.uri.rstrip('/')}/{task.name}/sweeps" if "://" in store.uri else str(Path(store.root) / task.name / "sweeps")
-    run_config = (task.tune_run_config(name, storage, verbose=1) if hasattr(task, "tune_run_config")
-                  else tune.RunConfig(name=name, storage_path=storage, verbose=1))
-    _write_sweep_file(f"{storage}/{name}", {"task": task.name, "data": str(Path(data_dir).resolve()),
-                                            "skip_bad": skip_bad, "samples": samples, "budget_minutes": budget_minutes,
-                                            "max_concurrent": max_concurrent})
+    storage = store.sweeps_path(task.name)
+    store.save_sweep(f"{storage}/{name}", {"task": task.name, "data": str(data_dir), "skip_bad": skip_bad,
+                                           "samples": samples, "budget_minutes": budget_minutes,
+                                           "max_concurrent": max_concurrent})
     tuner = tune.Tuner(
-        trainable,
+        trainable(task, task.trial_data(data), max_concurrent),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=samples, max_concurrent_trials=max_concurrent,
                                     scheduler=scheduler, time_budget_s=budget_minutes * 60 if budget_minutes else None),
-        run_config=run_config,
+        run_config=task.tune_run_config(name, storage, verbose=1),
     )
     results = _complete(tuner.fit(), f"{storage}/{name}", samples, budget_minutes, task.metric)
     return _store_best(task, data_dir, data, results, store, name, storage, promote)
@@ -152,25 +185,28 @@ def resume(sweep_path: str, store_uri: str, *, promote: bool = True) -> dict:
     best as `sweep` does."""
     from ray import tune
 
-    sweep_path = sweep_path.rstrip("/")
-    saved = _read_sweep_file(sweep_path)
+    sweep_path = sweep_path.rstrip("/") if "://" in sweep_path else str(absolute(sweep_path))
+    store = ModelStore(store_uri)
+    saved = store.read_sweep(sweep_path)
     task = get_task(saved["task"])
     data_dir = Path(saved["data"])
     data = load_fit_data(task, data_dir, skip_bad=bool(saved.get("skip_bad")))
     if not tune.Tuner.can_restore(sweep_path):
         raise FacelabError(f"{sweep_path}: no Tune experiment state to resume")
-    tuner = tune.Tuner.restore(sweep_path, trainable=_trainable_for(task, data, saved.get("max_concurrent")),
-                               resume_unfinished=True,
-                               resume_errored=True)
+    tuner = tune.Tuner.restore(sweep_path, trainable=trainable(task, task.trial_data(data), saved.get("max_concurrent")),
+                               resume_unfinished=True, resume_errored=True)
     results = _complete(tuner.fit(), sweep_path, int(saved.get("samples", 0)), saved.get("budget_minutes"), task.metric)
     storage, name = sweep_path.rsplit("/", 1)
-    return _store_best(task, data_dir, data, results, ModelStore(store_uri), name, storage, promote)
+    return _store_best(task, data_dir, data, results, store, name, storage, promote)
 
 
-def _store_best(task, data_dir: Path, data, results, store: ModelStore, name: str, storage: str, promote: bool) -> dict:
+def _store_best(task: Task, data_dir: Path, data, results, store: ModelStore, name: str, storage: str,
+                promote: bool) -> dict:
     """The sweep's winner stored with the sweep's results (and promoted): refitted from its config,
     or, for tasks that train per epoch in their trials, the best trial's best checkpoint itself."""
-    per_epoch = hasattr(task, "fit_from_trial")
+    from facelab import plots
+
+    per_epoch = task.reports_per_epoch
     best = results.get_best_result(task.metric, task.mode, scope="all" if per_epoch else "last")
     frame = results.get_dataframe(filter_metric=task.metric, filter_mode=task.mode)
     fit = functools.partial(task.fit_from_trial, best) if per_epoch else None
@@ -188,28 +224,3 @@ def _store_best(task, data_dir: Path, data, results, store: ModelStore, name: st
     return {"task": task.name, "run_id": run_id, "promoted": promote, "trials": len(frame),
             "sweep": f"{storage}/{name}", "best_config": best.config,
             f"trial_{task.metric}": float(frame[task.metric].agg(task.mode)), **fit_metrics}
-
-
-def _filesystem(path: str):
-    import pyarrow.fs as pafs
-
-    if "://" in path:
-        return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), str(Path(path).resolve())
-
-
-def _write_sweep_file(experiment: str, value: dict) -> None:
-    fs, path = _filesystem(experiment)
-    fs.create_dir(path, recursive=True)
-    with fs.open_output_stream(f"{path}/{SWEEP_FILE}") as fh:
-        fh.write(json.dumps(value, indent=2).encode())
-
-
-def _read_sweep_file(experiment: str) -> dict:
-    import pyarrow.fs as pafs
-
-    fs, path = _filesystem(experiment)
-    if fs.get_file_info(f"{path}/{SWEEP_FILE}").type == pafs.FileType.NotFound:
-        raise FacelabError(f"{experiment}: not a facelab sweep (no {SWEEP_FILE})")
-    with fs.open_input_stream(f"{path}/{SWEEP_FILE}") as fh:
-        return json.loads(fh.read().decode())

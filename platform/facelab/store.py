@@ -20,6 +20,7 @@ import platform as _platform
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -87,8 +88,8 @@ class ModelStore:
         self.uri = str(uri)
         if "://" in self.uri:
             self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
-        else:
-            self.root = str(Path(self.uri).expanduser().resolve())
+        else:  # a local folder: absolute, so the URI handed on to Ray workers and Serve replicas still names it
+            self.root = self.uri = str(Path(self.uri).expanduser().resolve())
             self.fs = pafs.LocalFileSystem()
         self.root = self.root.rstrip("/")
 
@@ -148,6 +149,36 @@ class ModelStore:
         self._write_json(f"{self.root}/{task}/promoted.json", {
             "run_id": run_id, "promoted": dt.datetime.now(dt.timezone.utc).isoformat()})
 
+    # --- sweeps: Tune's experiment folders live in the store, beside the runs -------------
+    SWEEP_FILE = "facelab_sweep.json"  # in an experiment folder: what `resume` needs to rebuild the sweep
+
+    def sweeps_path(self, task: str) -> str:
+        """Where `task`'s Tune experiments go: a URI for an object store, else a local path."""
+        return f"{(self.uri if '://' in self.uri else self.root).rstrip('/')}/{task}/sweeps"
+
+    @staticmethod
+    def _experiment(path: str) -> tuple[pafs.FileSystem, str]:
+        if "://" in path:
+            return pafs.FileSystem.from_uri(path)
+        return pafs.LocalFileSystem(), str(Path(path).resolve())
+
+    def save_sweep(self, experiment: str, value: dict) -> None:
+        """The sweep's own description, written into its experiment folder."""
+        fs, path = self._experiment(experiment)
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(f"{path}/{self.SWEEP_FILE}") as fh:
+            fh.write(json.dumps(value, indent=2, default=str).encode())
+
+    def read_sweep(self, experiment: str) -> dict:
+        fs, path = self._experiment(experiment)
+        if fs.get_file_info(f"{path}/{self.SWEEP_FILE}").type == pafs.FileType.NotFound:
+            raise FacelabError(f"{experiment}: not a facelab sweep (no {self.SWEEP_FILE})")
+        with fs.open_input_stream(f"{path}/{self.SWEEP_FILE}") as fh:
+            try:
+                return json.loads(fh.read().decode())
+            except ValueError as exc:
+                raise FacelabError(f"{experiment}/{self.SWEEP_FILE}: unreadable ({exc})") from None
+
     # --- reading -----------------------------------------------------------------------
     def runs(self, task: str) -> list[dict]:
         """Manifests of every run of `task`, oldest first."""
@@ -166,13 +197,18 @@ class ModelStore:
                                f"run `facelab tune --task {task}` or `facelab promote --task {task} --run RUN_ID`")
         return self._read_json(path)["run_id"]
 
-    def load(self, task: str, run_id: str | None = None, *, cache_dir: str | os.PathLike | None = None) -> Run:
-        """Fetch a run (the promoted one by default) to a local folder and verify every file."""
+    def load(self, task: str, run_id: str | None = None, *, cache_dir: str | os.PathLike | None = None,
+             check_config: Callable[..., dict] | None = None) -> Run:
+        """Fetch a run (the promoted one by default) to a local folder and verify every file.
+        `check_config(config, source=...)` (the task's `Task.config`) checks the run's stored config
+        first: an unknown or ill-typed key is a FacelabError naming the run."""
         run_id = run_id or self.promoted(task)
         src = self._run_path(task, run_id)
         if not self._exists(f"{src}/run.json"):
             raise FacelabError(f"no run '{run_id}' of task '{task}' in store {self.uri}")
         manifest = self._read_json(f"{src}/run.json")
+        if check_config is not None:
+            check_config(manifest["config"], source=f"{self.uri}: run '{run_id}'")
         if isinstance(self.fs, pafs.LocalFileSystem):
             local = Path(f"{src}/model")
         else:

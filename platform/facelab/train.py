@@ -6,6 +6,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from facelab.config import absolute
 from facelab.errors import FacelabError
 from facelab.formats import Read, write_bad_rows
 from facelab.store import ModelStore, fingerprint
@@ -13,7 +14,7 @@ from facelab.tasks import Task, get_task
 
 
 def load_fit_data(task: Task, data: Path, *, skip_bad: bool = False) -> dict[str, Read]:
-    data = Path(data)
+    data = absolute(data)
     if not data.is_dir():
         raise FacelabError(f"{data}: data folder not found")
     return task.read_for_fit(data, skip_bad=skip_bad)
@@ -30,11 +31,15 @@ def fit_and_store(
     extra: dict | None = None,
     fit: Callable[[dict, dict, Path], dict] | None = None,
 ) -> tuple[str, dict]:
-    """Fit `config` on already-read data, store model + manifest; returns (run_id, metrics).
-    `fit` replaces `task.fit` (e.g. a sweep promoting a trial's own checkpoint instead of refitting)."""
+    """Fit `config` on already-read data, report on it, store model + manifest; returns (run_id,
+    metrics). `fit` replaces `task.fit` (e.g. a sweep adopting a trial's own checkpoint instead of
+    refitting). The task's `report_split` is predicted once by the fitted model and handed to its
+    `report` hook (metrics, slices, plots)."""
+    full = task.config(config, source=f"task '{task.name}' fit")  # a trial's config may leave out unused defaults
     with tempfile.TemporaryDirectory(prefix=f"facelab-{task.name}-") as tmp:
         model_dir = Path(tmp)
-        metrics = (fit or task.fit)(config, data, model_dir)
+        metrics = (fit or task.fit)(full, data, model_dir)
+        metrics = task.report(full, data, model_dir, metrics, report_predictions(task, model_dir, data))
         bad = [b for read in data.values() for b in read.bad]
         if bad:
             write_bad_rows(bad, model_dir / "bad_rows.csv")
@@ -46,11 +51,27 @@ def fit_and_store(
     return run_id, metrics
 
 
+def report_predictions(task: Task, model_dir: Path, data: dict[str, Read]):
+    """The task's report split predicted by the model in `model_dir`, joined with the split's rows
+    (by `_row`; the predictor's columns suffixed `_pred` where names clash), or None."""
+    if task.report_split is None:
+        return None
+    from facelab.formats.base import ROW
+    from facelab.predict import predict_dataset
+
+    dataset = data[task.report_split].dataset
+    predicted = predict_dataset(task, Path(model_dir), dataset)
+    truth = dataset.to_pandas()
+    return truth.merge(predicted, on=ROW, how="left", suffixes=("", "_pred"))
+
+
 def train(task_name: str, data_dir: Path, store_uri: str, *, config: dict | None = None, skip_bad: bool = False,
-          promote: bool = False) -> tuple[str, dict]:
-    """`facelab train`: the task's default config updated by `config`, fitted and stored."""
+          promote: bool = False, config_source: str = "config") -> tuple[str, dict]:
+    """`facelab train`: the task's default config updated by `config`, fitted and stored. An unknown
+    or ill-typed key is a FacelabError naming it and `config_source` (e.g. the --config file)."""
     task = get_task(task_name)
-    full_config = {**task.default_config, **(config or {})}
+    full_config = task.config(config, source=config_source)
+    data_dir = absolute(data_dir)
     store = ModelStore(store_uri)
     run_id, metrics = fit_and_store(task, data_dir, load_fit_data(task, data_dir, skip_bad=skip_bad), full_config, store)
     if promote:

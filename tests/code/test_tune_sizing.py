@@ -24,15 +24,21 @@ def test_trials_leave_ray_data_a_whole_cpu(monkeypatch, task_name, cpus, trials)
     assert trials * (per_trial + TRIAL_DRIVER_CPU) <= cpus - 1 + 1e-9
 
 
-@pytest.mark.parametrize("task_name", ["fairface", "mask"])  # a torch and a YOLO task: one call for both
-def test_sweep_sizes_trials_for_the_concurrency_asked(monkeypatch, task_name):
-    from tuning import runner
+@pytest.mark.parametrize("task_name", ["sentiment", "fairface", "mask"])  # an estimator, a torch and a YOLO task
+def test_one_trial_function_sized_for_the_concurrency_asked(monkeypatch, task_name):
+    import ray
+    from ray import tune
 
+    from facelab import trial
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
     task = get_task(task_name)
-    asked = []
-    monkeypatch.setattr(type(task), "tune_trainable", lambda self, data, trials=None: asked.append(trials) or "t")
-    assert runner._trainable_for(task, {}, 3) == "t"
-    assert asked == [3]
+    bound = {}
+    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: bound.update(fn=fn, **kw) or fn)
+    monkeypatch.setattr(tune, "with_resources", lambda fn, resources: bound.update(resources=resources) or fn)
+    assert trial.trainable(task, {"some": "data"}, 3) is trial.trial
+    assert bound["task_name"] == task_name and bound["trial_data"] == {"some": "data"}
+    assert bound["options"] == task.trial_options(3) and bound["resources"] == task.trial_resources(3)
 
 
 def test_sweep_without_a_report_says_how_to_go_on():

@@ -12,16 +12,16 @@ from facelab.tasks.age_bins import SEED_CROP
 
 FAMILIES = ("yolov8", "yolo11")
 SIZES = ("n", "s", "m")
+MODELS = [f"{family}{size}" for family in FAMILIES for size in SIZES]  # one config key: `model`
 
 # ASHA over the reported epoch: rungs at 3, 9, 27 epochs
 asha = {"time_attr": "epoch", "max_t": 60, "grace_period": 3, "reduction_factor": 3}
 
 
 def space(trial) -> dict:
-    family = trial.suggest_categorical("family", FAMILIES)
-    size = trial.suggest_categorical("size", SIZES)
+    trial.suggest_categorical("model", MODELS)
     trial.suggest_categorical("imgsz", [96, 128, 160, 200])
     trial.suggest_categorical("epochs", [20, 40, 60])
     trial.suggest_float("lr0", 1e-4, 3e-3, log=True)
     trial.suggest_categorical("crop_double", [0.0, SEED_CROP])
-    return {"model": f"{family}{size}", "merge_val": False}
+    return {"merge_val": False}

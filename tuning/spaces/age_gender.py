@@ -19,7 +19,3 @@ def space(trial) -> dict:
     trial.suggest_float("age_sigma", 1.0, 4.0)
     trial.suggest_float("age_l1", 0.01, 0.5, log=True)
     return {}
-
-
-# The default config is always tried first.
-seed_points = [{"lr": 2e-3, "weight_decay": 0.05, "age_sigma": 2.0, "age_l1": 0.1}]

@@ -21,7 +21,3 @@ def space(trial) -> dict:
     trial.suggest_categorical("batch_size", [4, 8, 16])
     trial.suggest_int("patience", 2, 6)
     return {}
-
-
-# The seed's model and settings first, so a sweep never does worse than the paper's model.
-seed_points = [{"arch": "srcnn", "residual": False, "lr": 1e-3, "crop": 96, "batch_size": 8, "patience": 4}]

@@ -15,7 +15,3 @@ def space(trial) -> dict:
     trial.suggest_categorical("min_side", [160, 480, 640, 800])
     trial.suggest_categorical("pad", [0.0, 0.15])
     return {"threshold": None}
-
-
-# the configured default (the best of `facelab detect-bench` on the face-mask data) goes first
-seed_points = [{"model": "mediapipe", "min_side": 640, "pad": 0.0}]

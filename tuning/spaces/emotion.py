@@ -19,7 +19,4 @@ def space(trial) -> dict:
     return {}
 
 
-# The default config (the seed's recipe) is always tried first.
-seed_points = [{"lr": 0.01, "weight_decay": 5e-4, "schedule": "plateau", "dropout": 0.5, "label_smoothing": 0.0,
-                "erase": 0.5, "aug_rotate": 10.0}]
 asha = {"max_t": 100, "grace_period": 10, "reduction_factor": 3}

@@ -13,8 +13,5 @@ def space(trial) -> dict:
     return {"model": "mlp"}
 
 
-# The seed's design (two hidden layers, plain summed cross-entropies) is always tried first.
-seed_points = [{"width": 512, "depth": 2, "dropout": 0.3, "lr": 1e-3, "class_weights": "none"}]
-
 # ASHA over epochs: a trial behind its rung's best after 4 epochs (then 12, 36) stops early.
 asha = {"time_attr": "epoch", "max_t": 100, "grace_period": 4, "reduction_factor": 3}

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 FAMILIES = ("yolov5", "yolov8", "yolo11")
 SIZES = ("n", "s", "m")
+MODELS = [f"{family}{size}" for family in FAMILIES for size in SIZES]  # one config key: `model`
 
 # ASHA over the reported epoch: rungs at 5, 15, 45 epochs
 asha = {"time_attr": "epoch", "max_t": 100, "grace_period": 5, "reduction_factor": 3}
 
 
 def space(trial) -> dict:
-    family = trial.suggest_categorical("family", FAMILIES)
-    size = trial.suggest_categorical("size", SIZES)
+    trial.suggest_categorical("model", MODELS)
     trial.suggest_categorical("imgsz", [256, 320, 416, 512, 640])
     trial.suggest_categorical("epochs", [30, 60, 100])
     trial.suggest_float("lr0", 3e-4, 1e-2, log=True)
     trial.suggest_float("mixup", 0.0, 0.3)
     trial.suggest_float("degrees", 0.0, 10.0)
     trial.suggest_categorical("mosaic", [0.5, 1.0])
-    return {"model": f"{family}{size}"}
+    return {}

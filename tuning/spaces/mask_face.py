@@ -15,8 +15,5 @@ def space(trial) -> dict:
     return {}
 
 
-# the task's defaults are tried first
-seed_points = [{"width": 16, "image_size": 96, "context": 0.1, "lr": 2e-3, "aug_box": 0.1, "label_smoothing": 0.1}]
-
 # ASHA over epochs: rungs at 5, 15, 45
 asha = {"time_attr": "epoch", "max_t": 100, "grace_period": 5, "reduction_factor": 3}

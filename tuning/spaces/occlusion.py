@@ -19,5 +19,5 @@ def space(trial) -> dict:
     return {}
 
 
-# The seed's final model (no gender weight) and its best gender weight are always tried.
-seed_points = [{"female_weight": 1.0, "lr": 1e-3}, {"female_weight": 1.05, "lr": 1e-3}]
+# Besides the default config (the seed's final model, no gender weight), the seed's best gender weight.
+extra_points = [{"female_weight": 1.05, "lr": 1e-3}]

@@ -30,10 +30,6 @@ def space(trial) -> dict:
     return {"cv_folds": 5, "ensemble_folds": 10}
 
 
-# The seed's winner is always tried first, so a sweep never does worse than the paper's model.
-seed_points = [{"model": "svc", "preprocess": "l1", "kernel": "poly", "degree": 3, "C": 1.0, "gamma": "scale"}]
-
-
 def unused_defaults(suggested: dict) -> set[str]:
     """The task's default (the seed's SVC) keys that a trial of another family would carry for nothing."""
     return other_families_keys(suggested["model"])

@@ -15,6 +15,4 @@ def space(trial) -> dict:
     return {}
 
 
-# The DCGAN paper's settings (the default config) are always tried first.
-seed_points = [{"lr": 2e-4, "d_lr": 2e-4, "beta1": 0.5, "label_smoothing": 0.1, "d_dropout": 0.3}]
 asha = {"max_t": 150, "grace_period": 20, "reduction_factor": 3}

@@ -15,8 +15,8 @@ def space(trial) -> dict:
     return {"model": "aggregator"}
 
 
-# The seed's winner (its margin, code size and learning rate) is always tried first.
-seed_points = [{"margin": 0.11, "code_size": 1000, "temperature": 1.0, "lr": 3e-4, "quality": "norm",
+# The seed's winner (its margin, code size and learning rate), tried after the default config.
+extra_points = [{"margin": 0.11, "code_size": 1000, "temperature": 1.0, "lr": 3e-4, "quality": "norm",
                 "quality_power": 1.0}]
 
 # ASHA over epochs: a trial behind its rung's best after 2 epochs (then 6, 18) stops early.

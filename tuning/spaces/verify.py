@@ -13,7 +13,3 @@ def space(trial) -> dict:
     trial.suggest_categorical("model", ["small", "large", "mean"])
     trial.suggest_categorical("fallback_whole", [True, False])
     return {"jitters": 0, "upsample": 1.0}
-
-
-# The seed's comparison (the mean of both models' distances) on dlib's HOG faces is tried first.
-seed_points = [{"detector": "hog", "model": "mean", "fallback_whole": True}]

@@ -1,55 +1,65 @@
-"""The task registry: jobs, tuning and serve look tasks up here by name."""
+"""The task registry: jobs, tuning and serve look tasks up here by name.
+
+Task modules are imported only when a task is looked up, so listing names (`facelab --help`,
+`--task` completion) stays fast. A new task is one module here plus its search space.
+"""
 
 from __future__ import annotations
 
+import difflib
+import functools
 import importlib
+from typing import TYPE_CHECKING
 
 from facelab.errors import FacelabError
-from facelab.formats import FORMAT_NAMES
-from facelab.tasks.base import Task
 
-# Every task of the platform; the ones with a model are listed in _IMPLEMENTED.
-# (HexaFace's age and gender are one task, "age-gender", listed by its format.)
-ALL_TASKS = (*FORMAT_NAMES, "detect", "verify", "emotion", "synth", "mask-face")
+if TYPE_CHECKING:
+    from facelab.tasks.base import Task
 
-_IMPLEMENTED = {
+# name -> "module:class". (HexaFace's age and gender are one task, "age-gender".)
+REGISTRY = {
     "sentiment": "facelab.tasks.sentiment:SentimentTask",
-    "detect": "facelab.tasks.detect:DetectTask",
-    "crowd": "facelab.tasks.crowd:CrowdTask",
-    "emotion": "facelab.tasks.emotion:EmotionTask",
-    "synth": "facelab.tasks.synth:SynthTask",
-    "occlusion": "facelab.tasks.occlusion:OcclusionTask",
-    "age-gender": "facelab.tasks.age_gender:AgeGenderTask",
-    "verify": "facelab.tasks.verify:VerifyTask",
+    "age-bins": "facelab.tasks.age_bins:AgeBinsTask",
     "mask": "facelab.tasks.mask:MaskTask",
     "mask-face": "facelab.tasks.mask_face:MaskFaceTask",
-    "age-bins": "facelab.tasks.age_bins:AgeBinsTask",
+    "crowd": "facelab.tasks.crowd:CrowdTask",
     "deblur": "facelab.tasks.deblur:DeblurTask",
+    "occlusion": "facelab.tasks.occlusion:OcclusionTask",
     "tracks": "facelab.tasks.tracks:TracksTask",
     "fairface": "facelab.tasks.fairface:FairFaceTask",
+    "detect": "facelab.tasks.detect:DetectTask",
+    "verify": "facelab.tasks.verify:VerifyTask",
+    "emotion": "facelab.tasks.emotion:EmotionTask",
+    "age-gender": "facelab.tasks.age_gender:AgeGenderTask",
+    "synth": "facelab.tasks.synth:SynthTask",
 }
 
 
 def task_names() -> list[str]:
-    """Tasks that can be trained, tuned, served and submitted today."""
-    return list(_IMPLEMENTED)
+    """Every registered task (no task module is imported)."""
+    return list(REGISTRY)
 
 
-def format_of(name: str):
-    """The data format of a task or of a format name (a second method reads its task's format)."""
-    from facelab.formats import get_format
-
-    return get_task(name).format if name in _IMPLEMENTED else get_format(name)
+@functools.cache
+def task_class(name: str) -> type[Task]:
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(name, REGISTRY, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise FacelabError(f"unknown task '{name}'{hint}; tasks: {', '.join(REGISTRY)}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def get_task(name: str) -> Task:
-    if name not in _IMPLEMENTED:
-        if name in ALL_TASKS:
-            raise FacelabError(f"task '{name}' has its data format but no model yet; "
-                               f"trainable tasks: {', '.join(_IMPLEMENTED)}")
-        raise FacelabError(f"unknown task '{name}'; tasks: {', '.join(ALL_TASKS)}")
-    module, cls = _IMPLEMENTED[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    return task_class(name)()
 
 
-__all__ = ["ALL_TASKS", "Task", "format_of", "get_task", "task_names"]
+def __getattr__(name: str):
+    if name == "Task":  # the contract's base class, imported on first use
+        from facelab.tasks.base import Task
+
+        return Task
+    raise AttributeError(name)
+
+
+__all__ = ["REGISTRY", "Task", "get_task", "task_class", "task_names"]

@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 
 from facelab import metrics, plots
+from facelab.answers import Answer
 from facelab.formats import Read
 from facelab.formats.age_bins import AGE_BINS
+from facelab.task_config import YoloClassifyConfig, YoloOptimizer
 from facelab.tasks.yolo_base import YoloPredictor, YoloTask
 
 SEED_CROP = 280 / 512  # the seed's central crop, as a fraction of the image side
@@ -39,21 +41,42 @@ class AgeBinsPredictor(YoloPredictor):
         return out
 
 
+class AgeBinAnswer(Answer):
+    """The most likely age bin and the probability of each bin."""
+
+    age: str
+    probabilities: dict[str, float]
+
+
+class AgeBinsConfig(YoloClassifyConfig):
+    """A small YOLO11 classifier from scratch, trained on train+val as the seed did."""
+
+    model: str = "yolo11n"
+    imgsz: int = 128
+    epochs: int = 30
+    batch: int = 64
+    patience: int = 10
+    optimizer: YoloOptimizer = "AdamW"
+    lr0: float = 0.001
+    cos_lr: bool = True
+    warmup_epochs: float = 2
+    merge_val: bool = True
+    # faces: keep most of the face in every random crop
+    scale: float = 0.2
+    erasing: float = 0.2
+
+
 class AgeBinsTask(YoloTask):
     name = "age-bins"
-    seed = "000 AI Blitz XIII, 2: age bins"
+    reference = "000 AI Blitz XIII, 2: age bins"
     metric = "f1_weighted"
     mode = "max"
     kind = "classify"
-    default_config: ClassVar[dict] = {
-        "model": "yolo11n", "imgsz": 128, "epochs": 30, "batch": 64, "patience": 10,
-        "optimizer": "AdamW", "lr0": 0.001, "cos_lr": True, "warmup_epochs": 2,
-        "merge_val": True, "crop_double": 0.0,
-        # faces: keep most of the face in every random crop
-        "scale": 0.2, "fliplr": 0.5, "erasing": 0.2,
-    }
+    Config = AgeBinsConfig
     # `facelab demo` trains once with this (minutes on a laptop CPU); `facelab tune` sweeps in earnest
     demo_config: ClassVar[dict] = {"model": "yolov8n", "imgsz": 64, "epochs": 3, "batch": 32, "plots": False}
+    report_split = "val"
+    Answer = AgeBinAnswer
     predictor_class = AgeBinsPredictor
 
     def class_names(self, data: dict[str, Read]) -> tuple[str, ...]:
@@ -61,22 +84,18 @@ class AgeBinsTask(YoloTask):
 
     scorer = staticmethod(metrics.classification)
 
-    def describe(self, model_dir: Path, config: dict, data: dict[str, Read], fit_metrics: dict) -> dict[str, float]:
+    def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float],
+               predictions: pd.DataFrame) -> dict[str, float]:
         """The confusion matrix of the stored model on val, predicted the way submissions are;
         with `merge_val` val was trained on, and the metrics say so (`val_in_training`)."""
-        from facelab.predict import predict_dataset
-
-        predicted = predict_dataset(self, model_dir, data["val"].dataset)
-        truth = data["val"].dataset.select_columns(["image_id", "label"]).to_pandas()
-        merged = bool(config.get("merge_val"))
-        plots.confusion_matrix_png(predicted["image_id"].map(dict(zip(truth["image_id"], truth["label"]))),
-                                   predicted["label"], AGE_BINS, model_dir / "confusion_matrix.png",
+        merged = bool(config["merge_val"])
+        plots.confusion_matrix_png(predictions["label"], predictions["label_pred"], AGE_BINS,
+                                   Path(model_dir) / "confusion_matrix.png",
                                    title=f"age-bins: val{' (also trained on: merge_val)' if merged else ''}")
-        return {**fit_metrics, "val_in_training": float(merged)}
+        return {**metrics, "val_in_training": float(merged)}
 
-    def response(self, outputs: list[dict], batched: bool) -> dict:
-        shaped = [{"age": str(o["label"]), "probabilities": {b: float(o[f"p_{b}"]) for b in AGE_BINS}} for o in outputs]
-        return {"predictions": shaped} if batched else shaped[0]
+    def answer(self, output: dict) -> dict:
+        return {"age": str(output["label"]), "probabilities": {b: float(output[f"p_{b}"]) for b in AGE_BINS}}
 
     def predictions_frame(self, predictions: pd.DataFrame) -> pd.DataFrame:
         return predictions[["_row", "image_id", "label"]]

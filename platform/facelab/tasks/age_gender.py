@@ -23,10 +23,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
+from facelab.answers import Answer, LabelProbabilities
 from facelab.formats import Read
 from facelab.formats.utkface import GENDERS, RACES, confusion_plots, slice_scores
 from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
+from facelab.task_config import ImagePredictorConfig
 from facelab.tasks.torch_task import TorchTask
 from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, training_datasets, zero_init
 
@@ -70,7 +73,7 @@ def _mean(parts: list) -> float:
 
 class AgeGenderRecipe(ImageRecipe):
     def build_model(self, config: dict):
-        return AgeGenderNet(int(config["width"]), float(config.get("dropout", 0.2)))
+        return AgeGenderNet(int(config["width"]), float(config["dropout"]))
 
     def targets(self, batch: dict, images: list[np.ndarray], config: dict) -> dict[str, np.ndarray]:
         return {k: np.asarray(batch[k], np.int64) for k in ("age", "gender", "race")}
@@ -81,7 +84,7 @@ class AgeGenderRecipe(ImageRecipe):
         age = batch["age"].float().clamp(0, AGES - 1)
         loss = F.kl_div(log_p, age_distribution(age, float(config["age_sigma"])), reduction="batchmean")
         loss = loss + float(config["age_l1"]) * (expected_age(log_p.exp()) - age).abs().mean()
-        smoothing = float(config.get("label_smoothing", 0.1))
+        smoothing = float(config["label_smoothing"])
         for head in ("gender", "race"):
             loss = loss + float(config[f"{head}_weight"]) * F.cross_entropy(out[head], batch[head],
                                                                            label_smoothing=smoothing)
@@ -114,6 +117,19 @@ class AgeGenderPredictor(ImagePredictor):
         return result
 
 
+class GenderAnswer(Answer):
+    label: str
+    probability: float = Field(description="of that label")
+
+
+class AgeGenderAnswer(Answer):
+    """Age in years (the expectation over 0..100), gender and race (UTKFace's five)."""
+
+    age: float
+    gender: GenderAnswer
+    race: LabelProbabilities
+
+
 class AgeGenderRequest(FaceImageRequest):
     """A face crop (UTKFace-like: the face fills most of the picture), or a list of them;
     `detect: true` crops a wider photo to its largest face first."""
@@ -127,21 +143,44 @@ def baseline(train: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
     return {f"baseline_{k}": v for k, v in slice_scores(truth, guess).items() if "/" not in k and k != "n"}
 
 
+class AgeGenderConfig(ImagePredictorConfig):
+    """One ResNet-18 from scratch with an age (label distribution), a gender and a race head."""
+
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 2
+    image_size: int = 112
+    width: int = Field(64, ge=1)
+    """base width of the ResNet-18 (64: torchvision's; smaller for CPU runs)"""
+    dropout: float = Field(0.2, ge=0, lt=1)
+    """dropout before the heads"""
+    age_sigma: float = Field(2.0, gt=0)
+    """width in years of the Gaussian age distribution the age head is trained towards"""
+    age_l1: float = Field(0.1, ge=0)
+    """weight of the L1 error of the expected age in the loss"""
+    gender_weight: float = Field(1.0, ge=0)
+    """weight of the gender head's cross-entropy in the loss"""
+    race_weight: float = Field(0.5, ge=0)
+    """weight of the race head's cross-entropy in the loss"""
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    """label smoothing of the gender and race heads"""
+    aug_grey: float = 0.1
+    tta_flip: bool = True
+
+
 class AgeGenderTask(TorchTask):
     name = "age-gender"
-    seed = "002 HexaFace: age (101 classes, expectation) and gender, one CNN (+ race) on UTKFace"
+    reference = "002 HexaFace: age (101 classes, expectation) and gender, one CNN (+ race) on UTKFace"
     metric = "age_mae"
     mode = "min"
-    default_config: ClassVar[dict] = {
-        "epochs": 40, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "warmup_epochs": 2,
-        "image_size": 112, "width": 64, "dropout": 0.2,
-        "age_sigma": 2.0, "age_l1": 0.1, "gender_weight": 1.0, "race_weight": 0.5, "label_smoothing": 0.1,
-        "aug_scale": 0.1, "aug_rotate": 10.0, "aug_shift": 0.05, "aug_colour": 0.2, "aug_grey": 0.1,
-        "tta_flip": True,
-    }
+    Config = AgeGenderConfig
     # what `facelab demo` and CPU smoke runs override (a few minutes on a laptop)
     demo_config: ClassVar[dict] = {"epochs": 2, "image_size": 64, "width": 16, "batch_size": 32}
+    report_split = "val"
     Request = AgeGenderRequest
+    Answer = AgeGenderAnswer
     predictor_class = AgeGenderPredictor
     predict_on_gpu = True
     recipe = AgeGenderRecipe()
@@ -149,14 +188,12 @@ class AgeGenderTask(TorchTask):
     def trial_data(self, data: dict[str, Read]) -> dict:
         return training_datasets(data["train"].dataset, data["val"].dataset)
 
-    def after_fit(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float]) -> dict[str, float]:
-        """The validation split predicted by the kept model: every metric per gender and race,
+    def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float],
+               predictions: pd.DataFrame) -> dict[str, float]:
+        """The validation split as predicted by the kept model: every metric per gender and race,
         gender/race confusion matrices, and the baseline on the same rows."""
-        from facelab.predict import predict_dataset
-
-        val = data["val"].dataset
-        truth = val.select_columns(["file", "age", "gender", "race"]).to_pandas()
-        pred = predict_dataset(self, Path(model_dir), val).set_index("file").loc[truth["file"]].reset_index()
+        truth = predictions[["file", "age", "gender", "race"]]
+        pred = pd.DataFrame({attr: predictions[f"{attr}_pred"] for attr in ("age", "gender", "race")})
         confusion_plots(truth, pred, Path(model_dir), "validation split")
         labels = data["train"].dataset.select_columns(["age", "gender", "race"]).to_pandas()
         scores = {f"val_{k}": v for k, v in slice_scores(truth, pred).items()}
@@ -165,15 +202,15 @@ class AgeGenderTask(TorchTask):
     def request_rows(self, request: AgeGenderRequest) -> tuple[list[dict], bool]:
         return request_rows(request)
 
-    def response(self, outputs: list[dict], batched: bool) -> dict:
-        shaped = [{
-            "age": round(float(o["age"]), 1),
-            "gender": {"label": GENDERS[int(o["gender"])],
-                       "probability": round(float(o["p_female"] if int(o["gender"]) else 1 - o["p_female"]), 4)},
-            "race": {"label": RACES[int(o["race"])],
-                     "probabilities": {name: round(float(o[f"p_{name}"]), 4) for name in RACES}},
-        } for o in outputs]
-        return {"predictions": shaped} if batched else shaped[0]
+    def answer(self, output: dict) -> dict:
+        female = float(output["p_female"])
+        return {
+            "age": round(float(output["age"]), 1),
+            "gender": {"label": GENDERS[int(output["gender"])],
+                       "probability": round(female if int(output["gender"]) else 1 - female, 4)},
+            "race": {"label": RACES[int(output["race"])],
+                     "probabilities": {name: round(float(output[f"p_{name}"]), 4) for name in RACES}},
+        }
 
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
         return demo_image_requests(Path(data) / self.format.test_order(Path(data))[0])

@@ -24,17 +24,19 @@ import functools
 import json
 import tempfile
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from facelab.answers import Answer
 from facelab.errors import FacelabError
 from facelab.faces import MODELS, FaceEncoder, FaceMesh, distances, get_detector
 from facelab.formats import Read
 from facelab.formats.crowd import GRID, N_FACES, SIZE, TILE, tiles
 from facelab.formats.images import load_rgb
+from facelab.task_config import FaceCodeConfig
 from facelab.tasks.base import Task
 from facelab.uploads import ImageB64, UploadError, decode_image
 
@@ -49,12 +51,12 @@ TRUTH = "truth"  # the read_for_fit entry holding truth.csv, when the crowds are
 
 def variant_of(config: dict) -> str:
     """The variant a config names."""
-    method = config.get("method", "encoding")
+    method = config["method"]
     if method not in METHODS:
         raise FacelabError(f"crowd method '{method}' is not one of {', '.join(METHODS)}")
     if method == LANDMARKS:
         return LANDMARKS
-    name = f"encoding-{config.get('tiles', 'detect')}-{config.get('model', 'mean')}"
+    name = f"encoding-{config['tiles']}-{config['model']}"
     if name not in VARIANTS:
         raise FacelabError(f"crowd config {config}: tiles must be one of {TILE_MODES}, model one of {MODELS}")
     return name
@@ -185,9 +187,9 @@ class CrowdPredictor:
     def __init__(self, model_dir: str):
         config = json.loads((Path(model_dir) / CONFIG_FILE).read_text())
         self.variant = variant_of(config)
-        self.scored = list(config.get("score_variants", []))
-        self.solver = CrowdSolver([self.variant, *self.scored], detector=config.get("detector", "hog"),
-                                  jitters=int(config.get("jitters", 0)))
+        self.scored = list(config.get("score_variants", []))  # only in the scoring config of `trial_data`
+        self.solver = CrowdSolver([self.variant, *self.scored], detector=config["detector"],
+                                  jitters=int(config["jitters"]))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         found = [self.solver.distances(missing, target) for missing, target in _crowds(batch)]
@@ -197,6 +199,15 @@ class CrowdPredictor:
         out.update({f"d_{v}": np.stack([d[v] for d in found]).astype(np.float32) for v in self.scored})
         out.update({key: batch[key] for key in ("_row", "image_id") if key in batch})
         return out
+
+
+class CrowdAnswer(Answer):
+    """The grid tile (0..99, row-major) that holds the missing face."""
+
+    index: int = Field(ge=0, lt=GRID * GRID)
+    distance: float | None = Field(description="its face distance; null when no face was compared")
+    row: int = Field(ge=0, lt=GRID)
+    col: int = Field(ge=0, lt=GRID)
 
 
 class CrowdRequest(BaseModel):
@@ -219,16 +230,27 @@ def write_config(config: dict, model_dir: Path) -> Path:
     return path
 
 
+class CrowdConfig(FaceCodeConfig):
+    """The seed's winner: dlib encodings of the face found in each tile, the mean of both distances."""
+
+    method: Literal["encoding", "landmarks"] = "encoding"
+    """compare dlib's face encodings, or the distances between mediapipe's mesh landmarks"""
+    model: Literal["small", "large", "mean", "mesh"] = "mean"
+    """encoding: dlib's small (5-point), large (68-point) or the mean of both distances; landmarks: mesh"""
+    tiles: Literal["whole", "detect"] = "detect"
+    """encoding: each tile encoded whole, or the face the detector finds in it (the whole tile when none)"""
+
+
 class CrowdTask(Task):
     name = "crowd"
-    seed = "000 AI Blitz XIII, 4: find the missing face in the crowd"
+    reference = "000 AI Blitz XIII, 4: find the missing face in the crowd"
     metric = "accuracy"
     mode = "max"
-    default_config: ClassVar[dict] = {"method": "encoding", "model": "mean", "tiles": "detect", "detector": "hog",
-                                      "jitters": 0}
+    Config = CrowdConfig
     fit_splits = ("test",)
     predict_batch_size: ClassVar[int] = 1  # one crowd (101 faces) per predictor call, spread over the actors
     Request = CrowdRequest
+    Answer = CrowdAnswer
     predictor_class = CrowdPredictor
 
     def read_for_fit(self, data: Path, *, skip_bad: bool = False) -> dict[str, Read]:
@@ -269,9 +291,8 @@ class CrowdTask(Task):
 
     def fit(self, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
         """Nothing to learn: the model is the config (its variant checked); no metric is claimed."""
-        full = {**self.default_config, **{k: v for k, v in config.items() if k != "score_variants"}}
-        variant_of(full)
-        write_config(full, model_dir)
+        variant_of(config)
+        write_config(config, model_dir)
         return {}
 
     def request_rows(self, request: CrowdRequest) -> tuple[list[dict], bool]:
@@ -284,13 +305,10 @@ class CrowdTask(Task):
             raise UploadError(422, "missing", "no face found in the missing image")
         return [{"missing": missing, "target": target}], False
 
-    def response(self, outputs: list[dict], batched: bool) -> dict:
-        shaped = []
-        for out in outputs:
-            index, distance = int(out["index"]), float(out["distance"])
-            shaped.append({"index": index, "distance": round(distance, 4) if np.isfinite(distance) else None,
-                           "row": index // GRID, "col": index % GRID})
-        return {"predictions": shaped} if batched else shaped[0]
+    def answer(self, output: dict) -> dict:
+        index, distance = int(output["index"]), float(output["distance"])
+        return {"index": index, "distance": round(distance, 4) if np.isfinite(distance) else None,
+                "row": index // GRID, "col": index % GRID}
 
     def demo_data(self, out: Path) -> Path:
         """Two synthetic crowds: a crowd costs 101 face encodings per variant (tens of CPU seconds)."""

@@ -25,18 +25,20 @@ restored / original of a few validation faces.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pytorch_msssim import ms_ssim, ssim
 from torch import nn
 
 from facelab import metrics, plots
 from facelab.formats import Read
 from facelab.formats.images import load_rgb
+from facelab.task_config import TorchConfig
 from facelab.tasks.torch_task import TorchTask
 from facelab.torch_train import TorchRecipe, load_model
 from facelab.uploads import Binary, ImageB64, decode_image, encode_png
@@ -86,13 +88,13 @@ class ResidualDeblur(nn.Module):
 
 def build_network(config: dict) -> nn.Module:
     """SRCNN 9-1-5 (`arch: srcnn`) or the residual network (`arch: resnet`), seeded."""
-    arch = config.get("arch", "srcnn")
+    arch = config["arch"]
     if arch not in ARCHS:
         raise ValueError(f"config 'arch' is '{arch}'; expected one of {', '.join(ARCHS)}")
-    torch.manual_seed(int(config.get("seed", 0)))
+    torch.manual_seed(int(config["seed"]))
     if arch == "srcnn":
-        return SRCNN(bool(config.get("residual", False)))
-    return ResidualDeblur(int(config.get("channels", 32)), int(config.get("blocks", 6)))
+        return SRCNN(bool(config["residual"]))
+    return ResidualDeblur(int(config["channels"]), int(config["blocks"]))
 
 
 def ssim_loss(pred, target):
@@ -175,8 +177,8 @@ class DeblurRecipe(TorchRecipe):
         return {f"val_{k}": v for k, v in metrics.restoration(restored, blurred, originals).items()}
 
     def scheduler(self, optimizer, config: dict):
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=float(config.get("factor", 0.5)),
-                                                          patience=int(config.get("patience", 4)))
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=float(config["factor"]),
+                                                          patience=int(config["patience"]))
 
 
 # --- batch predictor and serving --------------------------------------------------------------
@@ -208,23 +210,45 @@ class DeblurRequest(BaseModel):
     image: ImageB64
 
 
+class DeblurConfig(TorchConfig):
+    """The seed's SRCNN 9-1-5 with its optimizer settings (AdamW, lr 1e-3, plateau patience 4, factor 0.5)."""
+
+    arch: Literal["srcnn", "resnet"] = "srcnn"
+    """SRCNN 9-1-5 (the seed's), or the residual network"""
+    residual: bool = False
+    """srcnn: add the input to the output (the network learns the missing detail only)"""
+    channels: int = Field(32, ge=1)
+    """resnet: channels of the residual blocks"""
+    blocks: int = Field(6, ge=1)
+    """resnet: residual blocks"""
+    epochs: int = 20
+    batch_size: int = 8
+    eval_batch_size: int | None = 16
+    crop: int = Field(96, ge=8)
+    """side in pixels of the random training crops (validation and test use whole images)"""
+    weight_decay: float = 1e-4
+    patience: int = Field(4, ge=0)
+    """epochs without a better validation SSIM before the learning rate is cut"""
+    factor: float = Field(0.5, gt=0, lt=1)
+    """the learning rate is multiplied by this on a plateau"""
+    seed: int = 0
+    """seed of the network's initial weights"""
+
+
 class DeblurTask(TorchTask):
     name = "deblur"
-    seed = "000 AI Blitz XIII, 5: face de-blurring"
+    reference = "000 AI Blitz XIII, 5: face de-blurring"
     metric = "val_ssim"
     mode = "max"
-    default_config: ClassVar[dict] = {
-        "arch": "srcnn", "residual": False, "channels": 32, "blocks": 6,
-        "epochs": 20, "batch_size": 8, "eval_batch_size": 16, "crop": 96,
-        "lr": 1e-3, "weight_decay": 1e-4, "patience": 4, "factor": 0.5,
-    }
+    Config = DeblurConfig
     demo_config: ClassVar[dict] = {"arch": "resnet", "channels": 16, "blocks": 2, "epochs": 2, "batch_size": 4,
                                    "crop": 64, "lr": 2e-3}
     recipe = DeblurRecipe()
     Request = DeblurRequest
     predictor_class = DeblurPredictor
 
-    def after_fit(self, config: dict, data: dict[str, Read], model_dir: Path, metrics_: dict[str, float]) -> dict[str, float]:
+    def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics_: dict[str, float],
+               predictions: pd.DataFrame | None) -> dict[str, float]:
         """samples.png: blurred / restored / original of a few validation faces."""
         rows = data[self.fit_splits[1]].dataset.limit(SAMPLE_FACES).to_pandas()
         model = load_model(self.recipe, model_dir, "cpu")
@@ -233,7 +257,7 @@ class DeblurTask(TorchTask):
         restored = restore(model, blurred, "cpu")
         captions = [[_caption(b, o), _caption(r, o), ""] for b, r, o in zip(blurred, restored, originals)]
         plots.image_rows_png(list(zip(blurred, restored, originals)), ["blurred", "restored", "original"],
-                             model_dir / "samples.png", captions=captions, title=f"deblur ({config.get('arch', 'srcnn')})")
+                             model_dir / "samples.png", captions=captions, title=f"deblur ({config['arch']})")
         return metrics_
 
     def request_rows(self, request: DeblurRequest) -> tuple[list[dict], bool]:

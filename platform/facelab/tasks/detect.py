@@ -19,26 +19,41 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from facelab import metrics, plots
+from facelab.answers import Answer, Face
 from facelab.formats import Read
 from facelab.formats.detect import detections_frame
 from facelab.formats.images import load_rgb
 from facelab.image_requests import ImageRequest, request_rows
+from facelab.task_config import FaceDetector, TaskConfig, validated
 from facelab.tasks.base import Task
 
 
+class DetectConfig(TaskConfig):
+    """A pretrained detector and its options; the default is the best of `facelab detect-bench` on
+    the face-mask VOC data."""
+
+    model: FaceDetector = "mediapipe"
+    """face detector: hog, cnn, mediapipe, mediapipe-full or haar (facelab.faces)"""
+    min_side: int = Field(640, ge=1)
+    """images whose shorter side is below this are upsampled to it first"""
+    pad: float = Field(0.0, ge=0, lt=1)
+    """a black border added around every image, as a fraction of its size (tight face crops)"""
+    threshold: float | None = None
+    """faces scoring below this are dropped (null: the fit sets the best-F1 score on val)"""
+
+
 def detector_from(config: dict):
-    """The facelab.faces detector a config names."""
+    """The facelab.faces detector a (full or partial) detect config names."""
     from facelab.faces import get_detector
 
-    threshold = config.get("threshold")
-    return get_detector(config["model"], min_side=int(config.get("min_side", 160)), pad=float(config.get("pad", 0.0)),
-                        threshold=None if threshold is None else float(threshold))
+    config = validated("detect", DetectConfig, config, source="detector")
+    return get_detector(config["model"], min_side=config["min_side"], pad=config["pad"], threshold=config["threshold"])
 
 
 def detect_paths(config: dict, paths: list[str]) -> tuple[list[list], float, float]:
@@ -80,14 +95,21 @@ class DetectPredictor:
         return out
 
 
+class DetectAnswer(Answer):
+    """Every face found, best first."""
+
+    faces: list[Face]
+
+
 class DetectTask(Task):
     name = "detect"
-    seed = "002 HexaFace, 3.4 / 5.4: face detection"
+    reference = "002 HexaFace, 3.4 / 5.4: face detection"
     metric = "ap50"
     mode = "max"
-    default_config: ClassVar[dict] = {"model": "mediapipe", "min_side": 640, "pad": 0.0, "threshold": None}
+    Config = DetectConfig
     fit_splits = ("val",)
     Request = ImageRequest
+    Answer = DetectAnswer
     predictor_class = DetectPredictor
 
     def trial_data(self, data: dict[str, Read]) -> pd.DataFrame:
@@ -99,10 +121,10 @@ class DetectTask(Task):
 
     def fit(self, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
         result = evaluate({**config, "threshold": None}, self.trial_data(data))
-        threshold = config.get("threshold")
+        threshold = config["threshold"]
         if threshold is None and np.isfinite(result["best_threshold"]):  # no detections at all: keep every box
             threshold = result["best_threshold"]
-        chosen = {"model": config["model"], "min_side": int(config.get("min_side", 160)), "pad": float(config.get("pad", 0.0)),
+        chosen = {"model": config["model"], "min_side": int(config["min_side"]), "pad": float(config["pad"]),
                   "threshold": None if threshold is None else float(threshold)}
         (Path(model_dir) / "detector.json").write_text(json.dumps(chosen, indent=2))
         plots.pr_curves_png({chosen["model"]: result}, Path(model_dir) / "pr_curve.png",
@@ -113,9 +135,8 @@ class DetectTask(Task):
     def request_rows(self, request: ImageRequest) -> tuple[list[dict], bool]:
         return request_rows(request)
 
-    def response(self, outputs: list[dict], batched: bool) -> dict:
-        shaped = [{"faces": json.loads(o["faces"])} for o in outputs]
-        return {"predictions": shaped} if batched else shaped[0]
+    def answer(self, output: dict) -> dict:
+        return {"faces": json.loads(output["faces"])}
 
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
         from facelab.formats.detect import split_folder

@@ -15,21 +15,31 @@ the model folder also holds the PublicTest confusion matrix and F1 per emotion.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import Field, model_validator
 
 from facelab import plots
+from facelab.answers import Answer
 from facelab.formats import Read
 from facelab.formats.fer import EMOTIONS, SIZE, emotion_metrics
 from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
+from facelab.task_config import ImagePredictorConfig
 from facelab.tasks.torch_task import TorchTask
 from facelab.vision import ImagePredictor, ImageRecipe, normalised, training_datasets
 
 # ITU-R BT.601 luminance: how FER-2013's greyscale relates to colour photos
 LUMA = (0.299, 0.587, 0.114)
+
+
+class EmotionAnswer(Answer):
+    """The most likely emotion and the probability of each of the 7."""
+
+    emotion: str
+    probabilities: dict[str, float]
 
 
 class EmotionRequest(FaceImageRequest):
@@ -116,7 +126,7 @@ class EmotionRecipe(ImageRecipe):
 
         probs, truth = [], []
         for batch in batches:
-            probs.append(class_probabilities(model, batch["image"], bool(config.get("tta_flip"))))
+            probs.append(class_probabilities(model, batch["image"], bool(config["tta_flip"])))
             truth.append(batch["label"])
         p, y = torch.cat(probs), torch.cat(truth)
         pred = p.argmax(1)
@@ -126,13 +136,13 @@ class EmotionRecipe(ImageRecipe):
                 "val_loss": float(torch.nn.functional.nll_loss(p.clamp_min(1e-8).log(), y))}
 
     def optimizer(self, model, config: dict):
-        if config.get("optimizer") == "adamw":  # quicker to start on small data (tests, demo)
+        if config["optimizer"] == "adamw":  # quicker to start on small data (tests, demo)
             return super().optimizer(model, config)
         return torch.optim.SGD(model.parameters(), lr=float(config["lr"]), momentum=float(config["momentum"]),
                                nesterov=True, weight_decay=float(config["weight_decay"]))
 
     def scheduler(self, optimizer, config: dict):
-        if config.get("schedule") == "cosine":
+        if config["schedule"] == "cosine":
             return super().scheduler(optimizer, config)
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=float(config["lr_factor"]),
                                                           patience=int(config["lr_patience"]))
@@ -153,26 +163,66 @@ class EmotionPredictor(ImagePredictor):
         return {"label": np.array(EMOTIONS)[probs.argmax(1)], **{f"p_{e}": probs[:, i] for i, e in enumerate(EMOTIONS)}}
 
 
+class EmotionConfig(ImagePredictorConfig):
+    """The full (GPU) run: up to 100 epochs of the seed's network, stopped 15 epochs after the best."""
+
+    epochs: int = 100
+    early_stop_patience: int | None = 15
+    batch_size: int = 64
+    eval_batch_size: int | None = 512
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    """SGD with Nesterov momentum (the seed's), or AdamW (quicker to start on small data)"""
+    lr: float = 0.01
+    momentum: float = Field(0.9, ge=0, lt=1)
+    """sgd: momentum"""
+    weight_decay: float = 5e-4
+    schedule: Literal["plateau", "cosine"] = "plateau"
+    """learning rate: cut on a PublicTest accuracy plateau, or warm-up then cosine decay"""
+    lr_factor: float = Field(0.5, gt=0, lt=1)
+    """plateau: the learning rate is multiplied by this on a plateau"""
+    lr_patience: int = Field(5, ge=0)
+    """plateau: epochs without improvement before the learning rate is cut"""
+    warmup_epochs: int = 1
+    """cosine: epochs of linear learning-rate warm-up before the decay"""
+    image_size: int = SIZE
+    base: int = Field(64, ge=1)
+    """channels of the first VGG block (doubling in each next block)"""
+    blocks: int = Field(3, ge=1)
+    """VGG blocks: two 3x3 conv-BN-ReLU layers and a max-pool each"""
+    fc: int = Field(1024, ge=1)
+    """units of each of the two dense layers"""
+    dropout: float = Field(0.5, ge=0, lt=1)
+    """dropout after each dense layer"""
+    conv_dropout: float = Field(0.1, ge=0, lt=1)
+    """dropout after each VGG block"""
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    """label smoothing of the cross-entropy"""
+    aug_shift: float = 0.1
+    erase: float = Field(0.5, ge=0, le=1)
+    """probability that a rectangle of a training image becomes noise (random erasing)"""
+    tta_flip: bool = True
+
+    @model_validator(mode="after")
+    def _pooled_side(self):
+        if self.image_size < 2 ** self.blocks:
+            raise ValueError(f"image_size {self.image_size} is too small for {self.blocks} pooling blocks")
+        return self
+
+
 class EmotionTask(TorchTask):
     name = "emotion"
-    seed = "002 HexaFace, 3.5: facial emotion recognition, VGG-like CNN on FER-2013"
+    reference = "002 HexaFace, 3.5: facial emotion recognition, VGG-like CNN on FER-2013"
     metric = "val_accuracy"
     mode = "max"
-    # The full (GPU) run: up to 100 epochs of the seed's network, stopped 15 epochs after the best.
-    default_config: ClassVar[dict] = {
-        "epochs": 100, "early_stop_patience": 15, "batch_size": 64, "eval_batch_size": 512,
-        "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "plateau", "lr_factor": 0.5, "lr_patience": 5,
-        "warmup_epochs": 1, "image_size": SIZE, "base": 64, "blocks": 3, "fc": 1024, "dropout": 0.5,
-        "conv_dropout": 0.1, "label_smoothing": 0.0,
-        "aug_scale": 0.1, "aug_rotate": 10.0, "aug_shift": 0.1, "aug_colour": 0.2, "aug_grey": 0.0, "erase": 0.5,
-        "tta_flip": True,
-    }
+    Config = EmotionConfig
     # what `facelab demo` and CPU smoke runs override
     # (few steps on a few hundred faces: AdamW and milder augmentation than the full run's)
     demo_config: ClassVar[dict] = {"epochs": 8, "base": 8, "fc": 64, "dropout": 0.1, "batch_size": 32,
                                    "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4,
                                    "erase": 0.0, "aug_rotate": 5.0, "aug_colour": 0.1, "aug_shift": 0.05}
+    report_split = "val"
     Request = EmotionRequest
+    Answer = EmotionAnswer
     predictor_class = EmotionPredictor
     predict_on_gpu = True
     recipe = EmotionRecipe()
@@ -181,26 +231,21 @@ class EmotionTask(TorchTask):
         """labels.csv lists FER by emotion: the train split is reshuffled every epoch."""
         return training_datasets(data["train"].dataset, data["val"].dataset)
 
-    def after_fit(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float]) -> dict[str, float]:
-        """PublicTest predicted once more by the kept epoch: confusion matrix and F1 per emotion."""
-        from facelab.predict import predict_dataset
-
-        val = data["val"].dataset
-        truth = val.select_columns(["_row", "label"]).to_pandas()
-        joined = truth.merge(predict_dataset(self, Path(model_dir), val)[["_row", "label"]], on="_row",
-                             suffixes=("", "_pred"))
-        plots.confusion_matrix_png(joined["label"], joined["label_pred"], EMOTIONS, Path(model_dir) / "confusion_matrix.png",
+    def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float],
+               predictions: pd.DataFrame) -> dict[str, float]:
+        """PublicTest as predicted by the kept epoch: confusion matrix and F1 per emotion."""
+        plots.confusion_matrix_png(predictions["label"], predictions["label_pred"], EMOTIONS,
+                                   Path(model_dir) / "confusion_matrix.png",
                                    title="emotion: PublicTest (val) predictions of the kept epoch")
-        scores = emotion_metrics(joined["label"], joined["label_pred"])
+        scores = emotion_metrics(predictions["label"], predictions["label_pred"])
         return {**metrics, **{f"val_{k}": v for k, v in scores.items() if k.startswith("f1_")}}
 
     def request_rows(self, request: EmotionRequest) -> tuple[list[dict], bool]:
         return request_rows(request)
 
-    def response(self, outputs: list[dict], batched: bool) -> dict:
-        shaped = [{"emotion": str(o["label"]), "probabilities": {e: round(float(o[f"p_{e}"]), 4) for e in EMOTIONS}}
-                  for o in outputs]
-        return {"predictions": shaped} if batched else shaped[0]
+    def answer(self, output: dict) -> dict:
+        return {"emotion": str(output["label"]),
+                "probabilities": {e: round(float(output[f"p_{e}"]), 4) for e in EMOTIONS}}
 
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
         labels = pd.read_csv(Path(data) / "labels.csv", dtype=str, keep_default_na=False)

@@ -13,24 +13,27 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from facelab.answers import Answer, LabelProbabilities
 from facelab import estimators, metrics, plots
 from facelab.errors import FacelabError
 from facelab.formats import Read
 from facelab.formats.fairface import ATTRIBUTES, FILES, label_sets
+from facelab.task_config import EstimatorConfig, TorchConfig
 from facelab.tasks.prepared_torch import Prepared, PreparedTorchTask
 from facelab.torch_train import TorchRecipe, load_model
 
 METRIC = "val_mean_accuracy"
 COMPARISON = "comparison.csv"
 BASELINES = {  # per-head baselines on the same embeddings (facelab.estimators configs)
-    "lgbm": {"model": "lgbm", "num_leaves": 31, "learning_rate": 0.05, "n_estimators": 300, "colsample_bytree": 0.5},
-    "logreg": {"model": "logreg", "preprocess": "standard", "C": 0.1},
+    "lgbm": EstimatorConfig(model="lgbm", num_leaves=31, learning_rate=0.05, n_estimators=300,
+                            colsample_bytree=0.5).model_dump(),
+    "logreg": EstimatorConfig(model="logreg", preprocess="standard", C=0.1).model_dump(),
 }
 MAX_DIM = 4096
 
@@ -84,7 +87,7 @@ class FairFaceRecipe(TorchRecipe):
     """The multi-head network as a TorchRecipe (everything it needs is in the config)."""
 
     def build_model(self, config: dict):
-        _torch().manual_seed(int(config.get("seed", 0)))
+        _torch().manual_seed(int(config["seed"]))
         return build_network(config)
 
     def prepare(self, batch: dict, config: dict, train: bool) -> dict:
@@ -99,7 +102,7 @@ class FairFaceRecipe(TorchRecipe):
         logits = model(batch["embedding"])
         total = 0.0
         for attr in ATTRIBUTES:
-            weights = config.get("weights", {}).get(attr)
+            weights = config["weights"][attr] if config["weights"] else None
             weight = torch.tensor(weights, dtype=logits[attr].dtype, device=logits[attr].device) if weights else None
             total = total + torch.nn.functional.cross_entropy(logits[attr], batch[attr], weight=weight, ignore_index=-1)
         return total
@@ -153,6 +156,14 @@ def _matrix(read: Read, labels: dict) -> tuple[np.ndarray, dict[str, np.ndarray]
 
 
 # --- prediction -----------------------------------------------------------------------------------
+
+class FairFaceAnswer(Answer):
+    """Age group, gender and race, each with every class's probability."""
+
+    age: LabelProbabilities
+    gender: LabelProbabilities
+    race: LabelProbabilities
+
 
 class FairFaceRequest(BaseModel):
     """An embedding, a batch of them, or a face image (base64 or a multipart file), which the
@@ -227,17 +238,37 @@ class FairFacePredictor:
 
 # --- the task -------------------------------------------------------------------------------------
 
+class FairFaceConfig(TorchConfig):
+    """The seed's multi-head MLP on face embeddings, its cross-entropies summed."""
+
+    model: Literal["mlp"] = "mlp"
+    """the network: a shared MLP trunk and a linear head per attribute"""
+    width: int = Field(512, ge=1)
+    """units of each trunk layer"""
+    depth: int = Field(2, ge=0)
+    """trunk layers (Linear-BatchNorm-ReLU-Dropout)"""
+    dropout: float = Field(0.3, ge=0, lt=1)
+    """dropout after each trunk layer"""
+    weight_decay: float = 1e-4
+    class_weights: Literal["none", "inverse"] = "none"
+    """cross-entropy class weights: none, or the inverse class frequency of the training split"""
+    epochs: int = 30
+    batch_size: int = 128
+    seed: int = 0
+    """seed of the network's initial weights"""
+    baselines: bool = True
+    """also fit per-head LightGBM and logistic-regression baselines and report them beside the network"""
+
+
 class FairFaceTask(PreparedTorchTask):
     name = "fairface"
-    seed = "004 FairFace from face embeddings: multi-head MLP, summed cross-entropies"
+    reference = "004 FairFace from face embeddings: multi-head MLP, summed cross-entropies"
     metric = METRIC
     mode = "max"
-    default_config: ClassVar[dict] = {
-        "model": "mlp", "width": 512, "depth": 2, "dropout": 0.3, "lr": 1e-3, "weight_decay": 1e-4,
-        "class_weights": "none", "epochs": 30, "batch_size": 128, "seed": 0, "baselines": True,
-    }
+    Config = FairFaceConfig
     demo_config: ClassVar[dict] = {"epochs": 10, "width": 128, "baselines": False}
     Request = FairFaceRequest
+    Answer = FairFaceAnswer
     predictor_class = FairFacePredictor
 
     def prepare_data(self, data: dict[str, Read], config: dict) -> Prepared:
@@ -253,15 +284,14 @@ class FairFaceTask(PreparedTorchTask):
         return Prepared({"train": data["train"].dataset, "val": data["val"].dataset}, state)
 
     def trainer_inputs(self, config: dict, state: dict) -> tuple[FairFaceRecipe, dict]:
-        full = {**config, "dim": state["dim"], "labels": state["labels"]}
-        if config.get("class_weights", "none") == "inverse":
-            full["weights"] = state["inverse_weights"]
-        return FairFaceRecipe(), full
+        weights = state["inverse_weights"] if config["class_weights"] == "inverse" else None
+        return FairFaceRecipe(), {**config, "dim": state["dim"], "labels": state["labels"], "weights": weights}
 
-    def after_fit(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float]) -> dict:
+    def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float],
+               predictions: pd.DataFrame | None) -> dict:
         """The network and the per-head baselines on the validation split, in one table
         (comparison.csv), with the network's confusion matrices."""
-        if not config.get("baselines", True):
+        if not config["baselines"]:
             return metrics
         predictor = FairFacePredictor(str(model_dir))
         labels = predictor.labels
@@ -291,14 +321,11 @@ class FairFaceTask(PreparedTorchTask):
             return [{"embedding": np.asarray(request.embedding, np.float32)}], False
         return [{"embedding": np.asarray(e, np.float32)} for e in request.embeddings], True
 
-    def response(self, outputs: list[dict], batched: bool) -> dict:
-        shaped = []
-        for o in outputs:
-            shaped.append({attr: {"label": str(o[attr]),
-                                  "probabilities": {k[len(f"p_{attr}_"):]: float(v) for k, v in o.items()
-                                                    if k.startswith(f"p_{attr}_")}}
-                           for attr in ATTRIBUTES})
-        return {"predictions": shaped} if batched else shaped[0]
+    def answer(self, output: dict) -> dict:
+        return {attr: {"label": str(output[attr]),
+                       "probabilities": {k[len(f"p_{attr}_"):]: float(v) for k, v in output.items()
+                                         if k.startswith(f"p_{attr}_")}}
+                for attr in ATTRIBUTES}
 
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
         import pyarrow.parquet as pq

@@ -27,6 +27,7 @@ from typing import ClassVar
 import numpy as np
 
 from facelab.mask_answers import MaskAnswers, score_detections
+from facelab.task_config import YoloDetectConfig, YoloOptimizer
 from facelab.tasks.yolo_base import YoloPredictor, YoloTask
 
 
@@ -53,19 +54,29 @@ class MaskPredictor(YoloPredictor):
                 "box": np.stack(boxes).astype(np.float64).reshape(-1, 4), "confidence": np.array(confidences)}
 
 
+class MaskConfig(YoloDetectConfig):
+    """A YOLOv8n detector from scratch. A few hundred images: strong, label-preserving augmentation
+    (ultralytics' mosaic, translation, scale and colour defaults, plus mixup and some rotation)."""
+
+    imgsz: int = 320
+    epochs: int = 60
+    batch: int = 16
+    patience: int = 20
+    optimizer: YoloOptimizer = "AdamW"
+    lr0: float = 0.002
+    cos_lr: bool = True
+    warmup_epochs: float = 3
+    mixup: float = 0.1
+    degrees: float = 5.0
+
+
 class MaskTask(MaskAnswers, YoloTask):
     name = "mask"
-    seed = "000 AI Blitz XIII, 3: mask type and box"
+    reference = "000 AI Blitz XIII, 3: mask type and box"
     metric = "ap50"
     mode = "max"
     kind = "detect"
-    default_config: ClassVar[dict] = {
-        "model": "yolov8n", "imgsz": 320, "epochs": 60, "batch": 16, "patience": 20,
-        "optimizer": "AdamW", "lr0": 0.002, "cos_lr": True, "warmup_epochs": 3,
-        # a few hundred images: strong, label-preserving augmentation
-        "mosaic": 1.0, "close_mosaic": 10, "mixup": 0.1, "fliplr": 0.5, "degrees": 5.0, "translate": 0.1,
-        "scale": 0.5, "hsv_h": 0.015, "hsv_s": 0.7, "hsv_v": 0.4,
-    }
+    Config = MaskConfig
     # `facelab demo` trains once with this (minutes on a laptop CPU); `facelab tune` sweeps in earnest
     demo_config: ClassVar[dict] = {"model": "yolov8n", "imgsz": 96, "epochs": 3, "batch": 8, "plots": False}
     predictor_class = MaskPredictor

@@ -27,11 +27,13 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from facelab import metrics
 from facelab.errors import FacelabError
 from facelab.formats import Read
 from facelab.mask_answers import MaskAnswers, score_detections
+from facelab.task_config import ImageConfig
 from facelab.tasks.prepared_torch import Prepared, PreparedTorchTask
 from facelab.tasks.yolo_base import ImageUploads
 from facelab.vision import (ImageRecipe, input_images, load_image, normalised, resnet18, rgb, run_net, stacked,
@@ -142,13 +144,13 @@ class MaskTypeRecipe(ImageRecipe):
     def build_model(self, config: dict):
         import torch
 
-        torch.manual_seed(int(config.get("seed", 0)))
+        torch.manual_seed(int(config["seed"]))
         return resnet18(len(config["labels"]), int(config["width"]))
 
     def prepare(self, batch: dict, config: dict, train: bool) -> dict:
         rng = np.random.default_rng() if train else None
         boxes = batch["box"] if train else batch["pred_box"]
-        crops = [crop(load_image(p), b, float(config["context"]), rng, float(config.get("aug_box", 0.0)))
+        crops = [crop(load_image(p), b, float(config["context"]), rng, float(config["aug_box"]))
                  for p, b in zip(batch["path"], boxes)]
         index = {label: i for i, label in enumerate(config["labels"])}
         out = {"image": stacked(input_images({"image": crops}, config, train)),
@@ -163,7 +165,7 @@ class MaskTypeRecipe(ImageRecipe):
 
         logits = run_net(model, normalised(batch["image"]))
         return torch.nn.functional.cross_entropy(logits, batch["label"],
-                                                 label_smoothing=float(config.get("label_smoothing", 0.0)))
+                                                 label_smoothing=float(config["label_smoothing"]))
 
     def evaluate(self, model, batches, config: dict) -> dict[str, float]:
         import torch
@@ -209,18 +211,37 @@ class MaskFacePredictor:
         return out
 
 
+class MaskFaceConfig(ImageConfig):
+    """The type CNN (a small ResNet-18) over lower-face crops."""
+
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 2
+    early_stop_patience: int | None = 20
+    image_size: int = 96
+    width: int = Field(16, ge=1)
+    """base width of the ResNet-18 (64: torchvision's)"""
+    context: float = Field(0.1, ge=0)
+    """the mask box is widened by this fraction of its sides on every edge before it is cut out"""
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    """label smoothing of the type's cross-entropy"""
+    aug_box: float = Field(0.1, ge=0, lt=1)
+    """training crops' edges move by up to this fraction of the box's side"""
+    aug_colour: float = 0.25
+    aug_grey: float = 0.1
+    seed: int = 0
+    """seed of the network's initial weights"""
+
+
 class MaskFaceTask(MaskAnswers, ImageUploads, PreparedTorchTask):
     name = "mask-face"
     format_name = "mask"
-    seed = "000 AI Blitz XIII, 3: mask type and box (face detector + lower-face box + type CNN)"
+    reference = "000 AI Blitz XIII, 3: mask type and box (face detector + lower-face box + type CNN)"
     metric = "ap50"
     mode = "max"
-    default_config: ClassVar[dict] = {
-        "epochs": 60, "batch_size": 32, "lr": 2e-3, "weight_decay": 5e-4, "warmup_epochs": 2,
-        "early_stop_patience": 20, "image_size": 96, "width": 16, "context": 0.1, "label_smoothing": 0.1,
-        "aug_box": 0.1, "aug_scale": 0.1, "aug_rotate": 10.0, "aug_shift": 0.05, "aug_colour": 0.25, "aug_grey": 0.1,
-        "seed": 0,
-    }
+    Config = MaskFaceConfig
     demo_config: ClassVar[dict] = {"epochs": 2, "image_size": 48, "width": 8}
     predictor_class = MaskFacePredictor
     predict_on_gpu = True
@@ -251,6 +272,7 @@ class MaskFaceTask(MaskAnswers, ImageUploads, PreparedTorchTask):
     def trainer_inputs(self, config: dict, state: dict) -> tuple[MaskTypeRecipe, dict]:
         return MaskTypeRecipe(), {**config, **state}
 
-    def after_fit(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float]) -> dict:
+    def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float],
+               predictions: pd.DataFrame | None) -> dict:
         state = self._prepared.state
         return {**metrics, "train_face_found": state["train_face_found"], "val_face_found": state["val_face_found"]}

@@ -18,12 +18,15 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 import torch
 
 from facelab import metrics as metrics_lib
+from facelab.answers import Answer
 from facelab.formats import Read
 from facelab.formats.occlusion import drop_unlabelled
 from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
+from facelab.task_config import ImagePredictorConfig
 from facelab.tasks.torch_task import TorchTask
 from facelab.vision import (ImagePredictor, ImageRecipe, is_grey, load_image, normalised, resnet18, run_net,
                             training_datasets)
@@ -89,17 +92,17 @@ class OcclusionNet(torch.nn.Module):
 
 class OcclusionRecipe(ImageRecipe):
     def build_model(self, config: dict):
-        return OcclusionNet(int(config["width"]), bool(config.get("ensemble")))
+        return OcclusionNet(int(config["width"]), bool(config["ensemble"]))
 
     def targets(self, batch: dict, images: list[np.ndarray], config: dict) -> dict[str, np.ndarray]:
         """Targets, grey flags and loss weights: the level weight (per colour/grey model with
         `ensemble`; 1 without `level_weights` and on validation rows) x the female weight."""
         occlusion = np.asarray(batch["occlusion"], np.float32)
         gender = np.asarray(batch["gender"], np.float32)
-        column = "w_group" if config.get("ensemble") else "w_level"
-        use_levels = config.get("level_weights", True) and column in batch
+        column = "w_group" if config["ensemble"] else "w_level"
+        use_levels = config["level_weights"] and column in batch
         weight = np.asarray(batch[column], np.float32) if use_levels else np.ones(len(occlusion), np.float32)
-        weight = weight * np.where(gender > 0.5, 1.0, float(config.get("female_weight", 1.0))).astype(np.float32)
+        weight = weight * np.where(gender > 0.5, 1.0, float(config["female_weight"])).astype(np.float32)
         grey = np.array([is_grey(i) for i in images], np.uint8)
         return {"occlusion": occlusion, "gender": gender, "grey": grey, "weight": weight}
 
@@ -132,22 +135,42 @@ class OcclusionRequest(FaceImageRequest):
     """A 224x224 face crop (any size is resized), or a list of them."""
 
 
+class OcclusionAnswer(Answer):
+    occlusion: float = Field(description="the share of the face that is occluded (0..1)")
+
+
+class OcclusionConfig(ImagePredictorConfig):
+    """The full (GPU) run: the seed's best model (a colour and a grey ResNet-18, level weights, 30 epochs)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    weight_decay: float = 1e-4
+    image_size: int = 224
+    width: int = Field(64, ge=1)
+    """base width of the ResNet-18 (64: torchvision's; smaller for CPU runs)"""
+    ensemble: bool = True
+    """two networks, one for colour and one for greyscale images, each with its own level weights"""
+    level_weights: bool = True
+    """weight the loss by the inverse frequency of the 10 occlusion levels"""
+    female_weight: float = Field(1.0, gt=0)
+    """loss weight of female faces (male faces weigh 1)"""
+    aug_scale: float = 0.05
+    aug_rotate: float = 5.0
+    aug_shift: float = 0.03
+    aug_colour: float = 0.15
+
+
 class OcclusionTask(TorchTask):
     name = "occlusion"
-    seed = "001 Face occlusion (IDEMIA x Telecom Paris 2024): ResNet-18, level/gender-weighted MSE, colour/grey ensemble"
+    reference = "001 Face occlusion (IDEMIA x Telecom Paris 2024): ResNet-18, level/gender-weighted MSE, colour/grey ensemble"
     metric = "score"
     mode = "min"
     fit_splits = ("train",)
-    # The full (GPU) run: the seed's best model (a colour and a grey ResNet-18, level weights, 30 epochs).
-    default_config: ClassVar[dict] = {
-        "epochs": 30, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 1,
-        "image_size": 224, "width": 64, "ensemble": True, "level_weights": True, "female_weight": 1.0,
-        "aug_scale": 0.05, "aug_rotate": 5.0, "aug_shift": 0.03, "aug_colour": 0.15, "aug_grey": 0.0,
-        "tta_flip": False,
-    }
+    Config = OcclusionConfig
     # what `facelab demo` and CPU smoke runs override (a few minutes on a laptop)
     demo_config: ClassVar[dict] = {"epochs": 2, "image_size": 64, "width": 16, "batch_size": 32}
     Request = OcclusionRequest
+    Answer = OcclusionAnswer
     predictor_class = OcclusionPredictor
     predict_on_gpu = True
     recipe = OcclusionRecipe()
@@ -161,7 +184,8 @@ class OcclusionTask(TorchTask):
         train, val = self.split(data)
         return training_datasets(weight_columns(train), val)
 
-    def after_fit(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float]) -> dict[str, float]:
+    def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float],
+               predictions: pd.DataFrame | None) -> dict[str, float]:
         """The same validation rows scored for a predict-the-train-mean baseline."""
         train, val = self.split(data)
         truth = val.select_columns(["occlusion", "gender"]).to_pandas()
@@ -173,9 +197,8 @@ class OcclusionTask(TorchTask):
     def request_rows(self, request: OcclusionRequest) -> tuple[list[dict], bool]:
         return request_rows(request)
 
-    def response(self, outputs: list[dict], batched: bool) -> dict:
-        shaped = [{"occlusion": round(float(o["occlusion"]), 5)} for o in outputs]
-        return {"predictions": shaped} if batched else shaped[0]
+    def answer(self, output: dict) -> dict:
+        return {"occlusion": round(float(output["occlusion"]), 5)}
 
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
         first = pd.read_csv(Path(data) / "test_students.csv", sep=" ")["filename"][0]

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from facelab.answers import LabelProbabilities
 from facelab import estimators, metrics, plots
 from facelab.formats import Read
 from facelab.formats.sentiment import DIM, LABELS
+from facelab.task_config import EstimatorConfig, Kernel, Preprocess
 from facelab.tasks.base import Task
 
 Embedding = list[float]
@@ -64,14 +65,26 @@ class SentimentPredictor:
         return out
 
 
+class SentimentConfig(EstimatorConfig):
+    """The seed's winner: SVC (the base's default family), polynomial kernel of degree 3, C=1,
+    gamma "scale", l1-normalised inputs."""
+
+    kernel: Kernel = "poly"
+    preprocess: Preprocess = "l1"
+    cv_folds: int = Field(5, ge=2)
+    """folds of the cross-validation that scores a config in a Tune trial"""
+    ensemble_folds: int = Field(10, ge=2)
+    """members of the final model: a k-fold CV ensemble fitted on train+val"""
+
+
 class SentimentTask(Task):
     name = "sentiment"
-    seed = "000 AI Blitz XIII, 1: sentiment classification"
+    reference = "000 AI Blitz XIII, 1: sentiment classification"
     metric = "f1_weighted"
     mode = "max"
-    default_config: ClassVar[dict] = {"model": "svc", "kernel": "poly", "degree": 3, "C": 1.0, "gamma": "scale",
-                                      "preprocess": "l1", "cv_folds": 5, "ensemble_folds": 10}
+    Config = SentimentConfig
     Request = SentimentRequest
+    Answer = LabelProbabilities
     predictor_class = SentimentPredictor
 
     def trial_data(self, data: dict[str, Read]):
@@ -80,11 +93,11 @@ class SentimentTask(Task):
 
     def evaluate_config(self, config: dict, data) -> dict[str, float]:
         x, y = data
-        return estimators.cross_validate(config, x, y, folds=int(config.get("cv_folds", 5)))
+        return estimators.cross_validate(config, x, y, folds=int(config["cv_folds"]))
 
     def fit(self, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
         x, y = self.trial_data(data)
-        ensemble, oof = estimators.fit_cv_ensemble(config, x, y, folds=int(config.get("ensemble_folds", 10)))
+        ensemble, oof = estimators.fit_cv_ensemble(config, x, y, folds=int(config["ensemble_folds"]))
         ensemble.save(model_dir)
         (Path(model_dir) / "labels.json").write_text(json.dumps(list(LABELS)))
         plots.confusion_matrix_png(y, oof, LABELS, Path(model_dir) / "confusion_matrix.png",
@@ -96,9 +109,8 @@ class SentimentTask(Task):
             return [{"embedding": np.asarray(request.embedding, np.float32)}], False
         return [{"embedding": np.asarray(e, np.float32)} for e in request.embeddings], True
 
-    def response(self, outputs: list[dict], batched: bool) -> dict:
-        shaped = [{"label": str(o["label"]), "probabilities": {c: float(o[f"p_{c}"]) for c in LABELS}} for o in outputs]
-        return {"predictions": shaped} if batched else shaped[0]
+    def answer(self, output: dict) -> dict:
+        return {"label": str(output["label"]), "probabilities": {c: float(output[f"p_{c}"]) for c in LABELS}}
 
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
         first = json.loads(pd.read_csv(Path(data) / "test.csv", nrows=1)["embeddings"][0])

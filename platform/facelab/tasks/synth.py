@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from facelab.formats import Read
 from facelab.formats.synth import GRID_PNG, GRID_SAMPLES, grid
 from facelab.synth_measure import face_rates
+from facelab.task_config import TorchConfig
 from facelab.tasks.torch_task import TorchTask
 from facelab.torch_train import CONFIG_FILE, Optimizers, TorchRecipe, load_model
 from facelab.uploads import Binary, encode_png
@@ -218,18 +219,46 @@ class SynthPredictor:
         return out
 
 
+class SynthConfig(TorchConfig):
+    """The full (GPU) run: ~6k UTKFace faces, 150 epochs of 46 steps (about 7k steps at batch 128)."""
+
+    epochs: int = 150
+    batch_size: int = 128
+    eval_batch_size: int | None = 256
+    image_size: Literal[64] = 64
+    """side of the faces in pixels (the DCGAN makes 64x64 images)"""
+    nz: int = Field(100, ge=1)
+    """length of the generator's noise vector"""
+    g_width: int = Field(64, ge=1)
+    """channels of the generator's last layer (8, 4 and 2 times as many before it)"""
+    d_width: int = Field(64, ge=1)
+    """channels of the discriminator's first layer (2, 4 and 8 times as many after it)"""
+    d_dropout: float = Field(0.3, ge=0, lt=1)
+    """dropout after each discriminator layer"""
+    lr: float = 2e-4
+    """the generator's Adam learning rate"""
+    d_lr: float = Field(2e-4, gt=0)
+    """the discriminator's Adam learning rate"""
+    beta1: float = Field(0.5, ge=0, lt=1)
+    """Adam's beta1, both optimizers"""
+    weight_decay: float = 0.0
+    """unused: the DCGAN's Adam optimizers have no weight decay"""
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    """one-sided: the discriminator's target for real faces is 1 minus this"""
+    eval_seed: int = Field(10**6, ge=0)
+    """seed of the fixed noise whose samples are scored every epoch"""
+    eval_samples: int = Field(512, ge=2)
+    """fixed-noise samples compared with the held-out faces every epoch (fd_pixels)"""
+    eval_faces: int = Field(128, ge=1)
+    """of those, how many dlib HOG looks for a face in (face_rate)"""
+
+
 class SynthTask(TorchTask):
     name = "synth"
-    seed = "002 HexaFace, 3.1/4.5/5.5: DCGAN face synthesis and its gender balance"
+    reference = "002 HexaFace, 3.1/4.5/5.5: DCGAN face synthesis and its gender balance"
     metric = "face_rate"
     mode = "max"
-    # The full (GPU) run: ~6k UTKFace faces, 150 epochs of 46 steps (about 7k steps at batch 128).
-    default_config: ClassVar[dict] = {
-        "epochs": 150, "batch_size": 128, "eval_batch_size": 256, "image_size": 64,
-        "nz": 100, "g_width": 64, "d_width": 64, "d_dropout": 0.3,
-        "lr": 2e-4, "d_lr": 2e-4, "beta1": 0.5, "weight_decay": 0.0, "label_smoothing": 0.1,
-        "eval_seed": 10**6, "eval_samples": 512, "eval_faces": 128,
-    }
+    Config = SynthConfig
     # what `facelab demo` and CPU smoke runs override
     demo_config: ClassVar[dict] = {"epochs": 2, "g_width": 8, "d_width": 8, "batch_size": 32, "eval_samples": 256,
                                    "eval_faces": 16}
@@ -241,7 +270,8 @@ class SynthTask(TorchTask):
     def trial_data(self, data: dict[str, Read]) -> dict:
         return training_datasets(data["train"].dataset, data["val"].dataset)
 
-    def after_fit(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float]) -> dict[str, float]:
+    def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float],
+               predictions: pd.DataFrame | None) -> dict[str, float]:
         """A grid of the kept generator's first 64 faces, and the training faces' share of women."""
         faces = SynthPredictor(str(model_dir))({"seed": np.array([0]), "n": np.array([GRID_SAMPLES])})
         (Path(model_dir) / GRID_PNG).write_bytes(faces["png"][0])

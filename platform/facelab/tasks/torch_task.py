@@ -1,17 +1,14 @@
 """The base of every torch task: a Task whose model is trained by facelab.torch_train.
 
-A torch task sets `recipe` (a TorchRecipe instance: the signal jobs and tuning look for) and
-the usual Task attributes; `metric` must be one of the keys its recipe's `evaluate` returns.
-`fit` trains through `fit_torch` (TorchTrainer over the Ray Datasets of `fit_splits`, which
-are fed to the trainer as "train" and "val"); `after_fit` may add plots and metrics to the
-model folder. A Tune sweep (tuning/runner.py) runs `torch_trial` per trial (`fit_torch` with
-`in_tune=True`, so ASHA sees every epoch), then adopts the winning trial's best checkpoint
+A torch task sets `recipe` (a TorchRecipe instance) and the usual Task attributes; `metric` must
+be one of the keys its recipe's `evaluate` returns. `fit` trains through `fit_torch`
+(TorchTrainer over the Ray Datasets of `fit_splits`, which are fed to the trainer as "train" and
+"val"). In a Tune sweep (tuning/runner.py) each trial's `run_trial` is `fit_torch` with
+`in_tune=True`, so ASHA sees every epoch; the winning trial's best checkpoint is then adopted
 through `fit_from_trial` instead of training again; `ReleasePlacementGroups` frees the worker
 groups of trials that ASHA stopped.
 
-Config keys besides the recipe's own: `epochs`, `batch_size`, `lr`, `weight_decay`,
-`num_workers`, `cpus_per_worker`, `run_name` (a rerun with the same name resumes),
-`storage_path` (where checkpoints live; default facelab.torch_train.default_storage()).
+The config keys the mechanism reads are TorchConfig's (facelab.task_config).
 """
 
 from __future__ import annotations
@@ -41,20 +38,20 @@ CHECKPOINT_PATH = "checkpoint_path"  # the column TuneReportCallback adds to eve
 
 class TorchTask(Task):
     recipe: ClassVar[TorchRecipe]
+    reports_per_epoch = True
 
     def trial_data(self, data: dict[str, Read]) -> dict[str, Any]:
         """The Ray Datasets the trainer reads, keyed "train" and "val"."""
         return {role: data[split].dataset for role, split in zip(TRAINER_SPLITS, self.fit_splits)}
 
     def run_name(self, config: dict) -> str:
-        return config.get("run_name") or f"{self.name}-{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        return config["run_name"] or f"{self.name}-{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
     def fit(self, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
-        metrics = fit_torch(self.recipe, config, self.trial_data(data), model_dir, metric=self.metric, mode=self.mode,
-                            name=self.run_name(config), storage_path=config.get("storage_path"))
-        return self.after_fit(config, data, Path(model_dir), metrics)
+        return fit_torch(self.recipe, config, self.trial_data(data), model_dir, metric=self.metric, mode=self.mode,
+                         name=self.run_name(config), storage_path=config["storage_path"])
 
-    # --- Tune (the hooks tuning/runner.py looks for) ---------------------------------------
+    # --- Tune ------------------------------------------------------------------------------
     def tune_concurrency(self) -> int:
         """Trials at once: one per GPU, else one per two spare CPUs."""
         import ray
@@ -72,15 +69,29 @@ class TorchTask(Task):
         spare = max(0.5, float(ray.cluster_resources().get("CPU", 1)) - 1 - TRIAL_DRIVER_CPU * trials)
         return spare / trials
 
-    def tune_trainable(self, data: dict[str, Read], trials: int | None = None):
+    def trial_resources(self, trials: int | None) -> dict[str, float]:
         """The trial driver holds a token CPU share (Tune refuses an empty request): its
-        TorchTrainer's workers hold the trial's resources, sized for `trials` at once
-        (default `tune_concurrency`)."""
+        TorchTrainer's workers hold the trial's resources."""
+        return {"cpu": TRIAL_DRIVER_CPU}
+
+    def trial_options(self, trials: int | None) -> dict:
+        return {"cpus_per_trial": self.trial_cpus(trials or self.tune_concurrency())}
+
+    def run_trial(self, config: dict, trial_data, *, cpus_per_trial: float) -> None:
+        """One Tune trial: a TorchTrainer reporting every epoch to Tune. Its Train run is named
+        after the trial and kept beside the sweep, so a resumed sweep resumes it."""
+        self.train_in_trial(self.recipe, config, trial_data, cpus_per_trial)
+
+    def train_in_trial(self, recipe: TorchRecipe, config: dict, datasets: dict, cpus_per_trial: float) -> None:
         from ray import tune
 
-        cpus = self.trial_cpus(trials or self.tune_concurrency())
-        return tune.with_resources(tune.with_parameters(torch_trial, task_name=self.name, datasets=self.trial_data(data),
-                                                        cpus_per_trial=cpus), {"cpu": TRIAL_DRIVER_CPU})
+        context = tune.get_context()
+        storage = context.get_storage()
+        workers = int(config["num_workers"] or 1)  # null: one worker per trial
+        fit_torch(recipe, config, datasets, None, metric=self.metric, mode=self.mode,
+                  name=f"train-{context.get_trial_id() or uuid.uuid4().hex[:8]}",
+                  storage_path=storage.experiment_fs_path, storage_filesystem=storage.storage_filesystem,
+                  num_workers=workers, cpus_per_worker=cpus_per_trial / workers, in_tune=True)
 
     def tune_run_config(self, name: str, storage: str, **kwargs):
         """The sweep's RunConfig, with the callback that frees stopped trials' worker groups."""
@@ -97,17 +108,9 @@ class TorchTask(Task):
         if kept.empty:
             raise RuntimeError(f"trial {result.path} has no checkpoint left with '{self.metric}'")
         best = kept.loc[kept[self.metric].idxmax() if self.mode == "max" else kept[self.metric].idxmin()]
-        metrics = export_checkpoint(Checkpoint(best[CHECKPOINT_PATH], result.filesystem),
-                                    Checkpoint(kept[CHECKPOINT_PATH].iloc[-1], result.filesystem), model_dir,
-                                    metric=self.metric, mode=self.mode)
-        return self.after_fit(config, data, Path(model_dir), metrics)
-
-    def after_fit(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float]) -> dict[str, float]:
-        """Extra plots or metrics for the fitted model folder; default: none."""
-        return metrics
-
-    def evaluate_config(self, config: dict, data: Any) -> dict[str, float]:
-        raise NotImplementedError("torch tasks are tuned through fit_torch(in_tune=True), not evaluate_config")
+        return export_checkpoint(Checkpoint(best[CHECKPOINT_PATH], result.filesystem),
+                                 Checkpoint(kept[CHECKPOINT_PATH].iloc[-1], result.filesystem), model_dir,
+                                 metric=self.metric, mode=self.mode)
 
 
 class ReleasePlacementGroups(Callback):
@@ -137,20 +140,3 @@ def _exists(filesystem, path: str) -> bool:
     import pyarrow.fs as pafs
 
     return filesystem.get_file_info(path).type != pafs.FileType.NotFound
-
-
-def torch_trial(config: dict, task_name: str, datasets: dict, cpus_per_trial: float) -> None:
-    """One Tune trial of a torch task: a TorchTrainer reporting every epoch to Tune. Its Train
-    run is named after the trial and kept beside the sweep, so a resumed sweep resumes it."""
-    from ray import tune
-
-    from facelab.tasks import get_task
-
-    task = get_task(task_name)
-    context = tune.get_context()
-    storage = context.get_storage()
-    workers = int(config.get("num_workers", 1))
-    fit_torch(task.recipe, config, datasets, None, metric=task.metric, mode=task.mode,
-              name=f"train-{context.get_trial_id()}", storage_path=storage.experiment_fs_path,
-              storage_filesystem=storage.storage_filesystem,
-              num_workers=workers, cpus_per_worker=cpus_per_trial / workers, in_tune=True)

@@ -10,37 +10,71 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from facelab import plots
 from facelab.aggregator.data import TrackData, prepare_tracks, track_summaries
 from facelab.aggregator.predictor import THRESHOLDS_FILE, TrackPredictor
 from facelab.aggregator.requests import AggregateRequest, MatchRequest, TrackRequest
 from facelab.aggregator.training import TrackRecipe
+from facelab.answers import DescriptorAnswer
 from facelab.formats import Read
 from facelab.formats.tracks import norm_weighted_mean, split_pairs, track_frames
+from facelab.task_config import TorchConfig
 from facelab.tasks.prepared_torch import Prepared, PreparedTorchTask
 
 METRIC = "val_tpr@fpr=1e-05"  # `val_` + the key metrics.tpr_at_fpr gives FPR 1e-5
 
 
+class TracksConfig(TorchConfig):
+    """The seed's aggregator: PCA-200, a softmax code of 1000, frames weighted by descriptor norm."""
+
+    model: Literal["aggregator"] = "aggregator"
+    """the network: the seed's PCA + softmax-code aggregator (facelab.aggregator)"""
+    pca_dim: int = Field(200, ge=1)
+    """principal components the unit frame descriptors are projected on"""
+    code_size: int = Field(1000, ge=1)
+    """length of each frame's softmax code (the encoder's prototypes)"""
+    temperature: float = Field(1.0, gt=0)
+    """softmax temperature of the codes"""
+    quality: Literal["norm", "none"] = "norm"
+    """frame weights: the descriptor norm to a learned power, or all equal"""
+    quality_power: Literal["auto"] | float = "auto"
+    """norm: the power's starting value (auto: the best of a few on the training tracks)"""
+    margin: float = Field(0.05, ge=0, lt=1)
+    """the contrastive loss's margins are centre x (1 -/+ margin)"""
+    centre: Literal["auto"] | float = "auto"
+    """distance the margins are centred on (auto: measured on the training tracks)"""
+    neg_weight: float = Field(10.0, ge=0)
+    """weight of the other-person pairs' term of the loss"""
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    lr_drop: float = Field(3.0, ge=1)
+    """the learning rate is divided by this every lr_drop_epoch epochs"""
+    lr_drop_epoch: int = Field(10, ge=1)
+    """epochs between learning-rate drops"""
+    epochs: int = 10
+    batch_size: int = 64
+    val_share: float = Field(0.2, gt=0, lt=1)
+    """share of the training people held out for validation"""
+    seed: int = 0
+    """seed of the people split, the PCA sample and the encoder's prototypes"""
+
+
 class TracksTask(PreparedTorchTask):
     name = "tracks"
-    seed = "003 MCS2019, 1st place: PCA-200 + softmax-code aggregator"
+    reference = "003 MCS2019, 1st place: PCA-200 + softmax-code aggregator"
     metric = METRIC
     mode = "max"
-    default_config: ClassVar[dict] = {
-        "model": "aggregator", "pca_dim": 200, "code_size": 1000, "temperature": 1.0, "quality": "norm",
-        "quality_power": "auto", "margin": 0.05, "centre": "auto", "neg_weight": 10.0, "lr": 1e-4, "weight_decay": 0.0,
-        "lr_drop": 3.0, "lr_drop_epoch": 10, "epochs": 10, "batch_size": 64, "val_share": 0.2, "seed": 0,
-    }
+    Config = TracksConfig
     demo_config: ClassVar[dict] = {"epochs": 3}
     fit_splits = ("train",)
     Request = TrackRequest
+    Answer = DescriptorAnswer
     predictor_class = TrackPredictor
     actions: ClassVar[dict[str, type[BaseModel]]] = {"aggregate": AggregateRequest, "match": MatchRequest}
 
@@ -60,7 +94,8 @@ class TracksTask(PreparedTorchTask):
     def trainer_inputs(self, config: dict, state: TrackData) -> tuple[TrackRecipe, dict]:
         return TrackRecipe(state), state.config(config)
 
-    def after_fit(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float]) -> dict:
+    def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float],
+               predictions: pd.DataFrame | None) -> dict:
         """The trained model against the mean baseline and the untrained norm-weighted mean (at
         the config's power) on the validation people: scores, the ROC of all three, and the
         distance threshold at FPR 1e-4 that `match` uses."""
@@ -93,9 +128,8 @@ class TracksTask(PreparedTorchTask):
             return [{"frames": np.asarray(request.frames, np.float32)}], False
         return [{"frames": np.asarray(t, np.float32)} for t in request.tracks], True
 
-    def response(self, outputs: list[dict], batched: bool) -> dict:
-        shaped = [{"descriptor": np.asarray(o["descriptor"]).tolist()} for o in outputs]
-        return {"predictions": shaped} if batched else shaped[0]
+    def answer(self, output: dict) -> dict:
+        return {"descriptor": np.asarray(output["descriptor"]).tolist()}
 
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
         first = next(iter(track_frames(Path(data), "test").values()))

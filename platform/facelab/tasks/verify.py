@@ -18,18 +18,20 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from facelab import plots
+from facelab.answers import Answer
 from facelab.errors import FacelabError
 from facelab.face_codes import CoderSettings, FaceCoder, FileCodes, cached_codes, encode_files, file_sha
 from facelab.faces import distances
 from facelab.formats import Read
 from facelab.formats.images import load_rgb
+from facelab.task_config import FaceCodeConfig
 from facelab.tasks.base import Task
 from facelab.uploads import ImageB64, UploadError, decode_image
 
@@ -110,13 +112,22 @@ class TrialData:
 
 
 def evaluate(config: dict, pairs: Pairs, codes: FileCodes) -> dict:
-    distance = pairs.distances(codes, config.get("model", "mean"), bool(config.get("fallback_whole", True)))
+    distance = pairs.distances(codes, config["model"], bool(config["fallback_whole"]))
     result = cross_validate_threshold(distance, pairs.same, pairs.fold)
     fold_accuracy = result.pop("fold_accuracy")
     return {**result, "worst_fold_accuracy": float(min(fold_accuracy)), "no_face_images": float(codes.whole.sum())}
 
 
 # --- serving ------------------------------------------------------------------------------------
+
+class VerifyAnswer(Answer):
+    """Whether two faces are one person: their distance against the chosen threshold."""
+
+    distance: float
+    threshold: float
+    same: bool
+    model: str = Field(description="the encodings compared: small, large or their mean")
+
 
 class VerifyRequest(BaseModel):
     """Two face images (base64 text; multipart files arrive as the same)."""
@@ -174,7 +185,7 @@ class VerifyPredictor:
         by_path = "image_a" not in batch
         n = len(batch["path_a" if by_path else "image_a"])
         out = {"distance": np.zeros(n), "same": np.zeros(n, bool), "found_a": np.zeros(n, bool), "found_b": np.zeros(n, bool)}
-        fallback = bool(self.spec.get("fallback_whole", True))
+        fallback = bool(self.spec["fallback_whole"])
         for i in range(n):
             (a, found_a), (b, found_b) = (self._code_file(batch[f"path_{s}"][i]) if by_path
                                           else self._code_image(batch[f"image_{s}"][i]) for s in "ab")
@@ -191,16 +202,27 @@ class VerifyPredictor:
 
 # --- the task -----------------------------------------------------------------------------------
 
+class VerifyConfig(FaceCodeConfig):
+    """The seed's verifier: dlib HOG faces, the mean of the small and large encodings' distances."""
+
+    model: Literal["small", "large", "mean"] = "mean"
+    """encodings compared: dlib's small (5-point) or large (68-point) model, or the mean of both distances"""
+    fallback_whole: bool = True
+    """encode an image without a detected face whole (else its pairs are infinitely far apart)"""
+    upsample: float = Field(1.0, ge=1.0)
+    """images are scaled by this before landmarks and encoding (finer landmarks on small faces)"""
+
+
 class VerifyTask(Task):
     name = "verify"
-    seed = "002 HexaFace, 5.3: face verification on AT&T/ORL pairs (distance + threshold)"
+    reference = "002 HexaFace, 5.3: face verification on AT&T/ORL pairs (distance + threshold)"
     metric = "accuracy"
     mode = "max"
-    default_config: ClassVar[dict] = {"detector": "hog", "model": "mean", "fallback_whole": True, "jitters": 0,
-                                      "upsample": 1.0}
+    Config = VerifyConfig
     fit_splits = ("pairs",)
     submit_split = "pairs"
     Request = VerifyRequest
+    Answer = VerifyAnswer
     predictor_class = VerifyPredictor
     demo_conversion = ("orl_faces", {"people": 4, "folds": 2, "n": 4})  # a few real ORL people, else cartoon pairs
 
@@ -219,7 +241,7 @@ class VerifyTask(Task):
         pairs = Pairs.from_read(data["pairs"])
         settings = CoderSettings.from_config(config)
         codes = encode_files(pairs.images, settings)
-        model, fallback = config.get("model", "mean"), bool(config.get("fallback_whole", True))
+        model, fallback = config["model"], bool(config["fallback_whole"])
         distance = pairs.distances(codes, model, fallback)
         cv = cross_validate_threshold(distance, pairs.same, pairs.fold)
         threshold, fit_accuracy = best_threshold(distance, pairs.same)
@@ -235,9 +257,9 @@ class VerifyTask(Task):
     def request_rows(self, request: VerifyRequest) -> tuple[list[dict], bool]:
         return [{"image_a": decode_image(request.image_a, "image_a"), "image_b": decode_image(request.image_b, "image_b")}], False
 
-    def response(self, outputs: list[dict], batched: bool) -> dict:
+    def answer(self, output: dict) -> dict:
         """{"distance", "threshold", "same", "model"}; a side without a face is a 422 naming it."""
-        out = outputs[0]
+        out = output
         for side in "ab":
             if not out[f"found_{side}"]:
                 raise UploadError(422, f"image_{side}", "no face found")

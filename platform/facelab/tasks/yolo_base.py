@@ -1,7 +1,7 @@
 """What the YOLO tasks (mask, age-bins) share, on top of `facelab.yolo`.
 
 Every fit is a Ray Tune trial (`facelab.yolo.trial.trial`): `facelab train` runs one, a sweep runs
-many under ASHA through `tune_trainable`, and the promoted model is a trial's best checkpoint
+many under ASHA through `run_trial`, and the promoted model is a trial's best checkpoint
 (`fit_from_trial`), not a refit. The batch predictor takes image paths (batch jobs) or decoded
 images (Serve), and both endpoints take one base64 image or a batch of them. ultralytics is only
 imported when a fit or a predictor starts, so looking a task up stays cheap.
@@ -16,7 +16,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from facelab.errors import FacelabError
 from facelab.formats import Read
 from facelab.formats.images import load_rgb
 from facelab.image_requests import ImageRequest, request_rows
@@ -62,6 +61,7 @@ class ImageUploads:
 
 class YoloTask(ImageUploads, Task):
     kind: ClassVar[str]  # "detect" or "classify"
+    reports_per_epoch = True
     predict_on_gpu: ClassVar[bool] = True  # batch jobs give each predictor actor a GPU when there is one
 
     def class_names(self, data: dict[str, Read]) -> tuple[str, ...]:
@@ -77,18 +77,18 @@ class YoloTask(ImageUploads, Task):
 
         return YoloData.from_reads(self.kind, data, self.class_names(data), type(self).scorer)
 
-    def evaluate_config(self, config: dict, data) -> dict[str, float]:
-        raise FacelabError(f"task '{self.name}' is tuned per epoch through its Tune trainable, not evaluate_config")
+    def trial_resources(self, trials: int | None) -> dict[str, float]:
+        """A YOLO trial reads its data itself and reserves whole CPUs or a GPU."""
+        from facelab.yolo.trial import trial_resources
 
-    def tune_trainable(self, data: dict[str, Read], trials: int | None = None):
-        """The sweep's Ray Tune trainable, with the data and resources bound: it reports the
-        task's metric every epoch (for ASHA) with a checkpoint (for Tuner.restore). `trials` is
-        not needed: a YOLO trial reads its data itself and reserves whole CPUs or a GPU."""
-        from ray import tune
+        return trial_resources()
 
-        from facelab.yolo.trial import trial, trial_resources
+    def run_trial(self, config: dict, trial_data, **options) -> None:
+        """One ultralytics fit reporting the task's metric every epoch (for ASHA) with a
+        checkpoint (for Tuner.restore)."""
+        from facelab.yolo.trial import trial
 
-        return tune.with_resources(tune.with_parameters(trial, data=self.trial_data(data)), trial_resources())
+        trial(config, trial_data)
 
     def tune_run_config(self, name: str, storage: str, **kwargs):
         from facelab.yolo.trial import run_config
@@ -97,9 +97,10 @@ class YoloTask(ImageUploads, Task):
 
     def fit(self, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
         """One trial with `config`; its best epoch becomes the model folder."""
+        from facelab.trial import trainable
         from facelab.yolo.trial import fit
 
-        result = fit(config, self.trial_data(data), metric=self.metric, mode=self.mode,
+        result = fit(config, trainable(self, self.trial_data(data), 1), metric=self.metric, mode=self.mode,
                      name=f"{self.name}-fit-{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}")
         return self.fit_from_trial(result, config, data, model_dir)
 
@@ -107,10 +108,5 @@ class YoloTask(ImageUploads, Task):
         """A finished trial's best checkpoint as the model folder, plus the task's own extras."""
         from facelab.yolo.export import export
 
-        metrics = export(result, model_dir, config, kind=self.kind, names=self.class_names(data),
-                         metric=self.metric, mode=self.mode)
-        return self.describe(Path(model_dir), config, data, metrics)
-
-    def describe(self, model_dir: Path, config: dict, data: dict[str, Read], metrics: dict) -> dict[str, float]:
-        """Extra plots or numbers of a fitted model folder (default: none)."""
-        return metrics
+        return export(result, model_dir, config, kind=self.kind, names=self.class_names(data),
+                      metric=self.metric, mode=self.mode)

@@ -39,8 +39,7 @@ def trial(config: dict, data: YoloData) -> None:
     epoch with a checkpoint; restored from its latest checkpoint when Tune resumes it."""
     from ray import tune
 
-    source = materialize(data, merge_val=bool(config.get("merge_val", False)),
-                         crop_double=float(config.get("crop_double", 0.0) or 0.0))
+    source = materialize(data, merge_val=bool(config["merge_val"]), crop_double=float(config["crop_double"]))
     save_dir = Path.cwd() / "yolo"  # the trial's working directory, synced to its trial directory
     args = train_args(config, data.kind, source, save_dir)
     checkpoint = tune.get_checkpoint()
@@ -89,14 +88,15 @@ def run_config(name: str, storage: str, metric: str, mode: str, **kwargs):
         sync_config=tune.SyncConfig(sync_artifacts=True), **kwargs)
 
 
-def fit(config: dict, data: YoloData, *, metric: str, mode: str, name: str, storage: str | None = None):
-    """One YOLO fit as a single Tune trial; returns its `ray.tune.Result` (raises if it failed)."""
+def fit(config: dict, trainable, *, metric: str, mode: str, name: str, storage: str | None = None):
+    """One YOLO fit as a single Tune trial of `trainable` (facelab.trial.trainable of the task);
+    returns its `ray.tune.Result` (raises if it failed)."""
     from ray import tune
 
     from facelab.torch_train import default_storage
 
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(trial, data=data), trial_resources()),
+        trainable,
         param_space=config,
         tune_config=tune.TuneConfig(num_samples=1),
         run_config=run_config(name, storage or default_storage(), metric, mode, verbose=1),
