@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from facelab.formats import get_format
-from jobs.common import Task, command, emit
+from jobs.common import DataRoot, Task, command, emit, path_option
 
 app = typer.Typer(help="Make data in the challenge layouts.", no_args_is_help=True)
 
@@ -17,7 +17,7 @@ app = typer.Typer(help="Make data in the challenge layouts.", no_args_is_help=Tr
 @command
 def synth(
     task: Task,
-    out: Annotated[Path, typer.Option("--out", help="folder to write the data set into")],
+    out: Annotated[Path, path_option("--out", help="folder to write the data set into")],
     n: Annotated[Optional[int], typer.Option("--n", min=1, help="size (rows, images, crowds or people; per format)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
@@ -31,8 +31,8 @@ def synth(
 @command
 def convert(
     task: Task,
-    out: Annotated[Path, typer.Option("--out", help="folder to write the challenge-layout data set into")],
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="real data (default $FACELAB_DATA_ROOT or ../shared/data)")] = None,
+    out: Annotated[Path, path_option("--out", help="folder to write the challenge-layout data set into")],
+    data_root: DataRoot = None,
     n: Annotated[Optional[int], typer.Option("--n", min=1, help="size where the converter takes one (e.g. crowds)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     split: Annotated[Optional[str], typer.Option(

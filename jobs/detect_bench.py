@@ -9,7 +9,7 @@ import typer
 
 from facelab.cluster import connect
 from facelab.faces import DETECTORS
-from jobs.common import Address, command
+from jobs.common import Address, DataRoot, command, path_option
 
 COLUMNS = ("dataset", "detector", "min_side", "ap50", "precision", "recall", "best_f1", "recall_with_mask",
            "recall_without_mask", "detection_rate", "n_images", "ms_per_image", "cpu_ms_per_image")
@@ -17,8 +17,8 @@ COLUMNS = ("dataset", "detector", "min_side", "ap50", "precision", "recall", "be
 
 @command
 def detect_bench(
-    out: Annotated[Path, typer.Option("--out", help="folder for bench.csv and pr_curves.png")] = Path("runs/detect-bench"),
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="real data (default $FACELAB_DATA_ROOT or ../shared/data)")] = None,
+    out: Annotated[Path, path_option("--out", help="folder for bench.csv and pr_curves.png")] = Path("runs/detect-bench"),
+    data_root: DataRoot = None,
     detectors: Annotated[str, typer.Option("--detectors", help="comma-separated detectors")] = ",".join(DETECTORS),
     min_sides: Annotated[str, typer.Option("--min-sides", help="comma-separated upsampling sizes for the VOC images")] = "160,640",
     limit: Annotated[int, typer.Option("--limit", min=1, help="images per face-crop data set (spread evenly)")] = 200,

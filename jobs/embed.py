@@ -9,13 +9,13 @@ import typer
 
 from facelab.cluster import connect
 from facelab.faces import DETECTORS
-from jobs.common import Address, command, emit
+from jobs.common import Address, command, emit, path_option
 
 
 @command
 def embed(
-    data: Annotated[Path, typer.Option("--data", help="folder of images (searched recursively: jpg, png, pgm, bmp)")],
-    out: Annotated[Path, typer.Option("--out", help="parquet file to write (file, box, landmarks, encoding, ..., reason)")],
+    data: Annotated[Path, path_option("--data", help="folder of images (searched recursively: jpg, png, pgm, bmp)")],
+    out: Annotated[Path, path_option("--out", help="parquet file to write (file, box, landmarks, encoding, ..., reason)")],
     detector: Annotated[str, typer.Option("--detector", help=f"face detector: {', '.join(DETECTORS)}")] = "hog",
     min_side: Annotated[int, typer.Option("--min-side", min=1, help="upsample smaller images to this side first")] = 240,
     pad: Annotated[float, typer.Option("--pad", min=0.0, help="black border, a fraction of the image, for tight crops")] = 0.15,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from jobs.common import Address, command, emit
+from jobs.common import Address, DataRoot, command, emit
 
 app = typer.Typer(help="The 1:N identification gallery.", no_args_is_help=True)
 
@@ -15,7 +14,7 @@ app = typer.Typer(help="The 1:N identification gallery.", no_args_is_help=True)
 @app.command("eval")
 @command
 def evaluate(
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="real data (default $FACELAB_DATA_ROOT or ../shared/data)")] = None,
+    data_root: DataRoot = None,
     enrolled: Annotated[list[int], typer.Option("--enrolled", min=1, help="images enrolled per person (repeat the option)")] = [1, 3, 5],  # noqa: B006
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="random enrolment draws per count")] = 5,
     detector: Annotated[str, typer.Option("--detector", help="face detector (facelab.faces.DETECTORS)")] = "hog",

@@ -7,19 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from facelab.tasks import format_of
-from jobs.common import Task, command, emit
+from facelab.tasks import get_task
+from jobs.common import Task, command, emit, path_option
 
 
 @command
 def score(
     task: Task,
-    submission: Annotated[Path, typer.Option("--submission", help="the submission file or folder")],
-    truth: Annotated[Path, typer.Option("--truth", help="the labelled file/folder in the challenge's own layout")],
-    plots: Annotated[Optional[Path], typer.Option("--plots", help="also save plots (e.g. confusion matrix) here")] = None,
+    submission: Annotated[Path, path_option("--submission", help="the submission file or folder")],
+    truth: Annotated[Path, path_option("--truth", help="the labelled file/folder in the challenge's own layout")],
+    plots: Annotated[Optional[Path], path_option("--plots", help="also save plots (e.g. confusion matrix) here")] = None,
 ) -> None:
     """Print one JSON object of the challenge's metrics for SUBMISSION against TRUTH."""
-    fmt = format_of(task)
+    fmt = get_task(task).format
     options = {}
     if task == "synth":  # the gender balance of samples, by the promoted age-gender model when there is one
         from jobs.synth import gender_head

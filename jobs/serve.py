@@ -9,13 +9,13 @@ from typing import Annotated, Optional
 import typer
 
 from facelab.errors import FacelabError
-from jobs.common import SERVE_CONFIG, Address, command
+from jobs.common import SERVE_CONFIG, Address, command, path_option
 
 
 
 @command
 def serve(
-    config: Annotated[Optional[Path], typer.Option("--config", help="Serve config YAML (default serve/config.yaml)")] = None,
+    config: Annotated[Optional[Path], path_option("--config", help="Serve config YAML (default serve/config.yaml)")] = None,
     address: Address = None,
 ) -> None:
     """Deploy the facelab Serve application (`serve run CONFIG`) and block until Ctrl-C."""

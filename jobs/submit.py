@@ -10,14 +10,14 @@ import typer
 from facelab import config as paths
 from facelab.cluster import connect
 from facelab.predict import submit as write_submission
-from jobs.common import Address, DataDir, SkipBad, Store, Task, command, emit
+from jobs.common import Address, DataDir, SkipBad, Store, Task, command, emit, path_option
 
 
 @command
 def submit(
     task: Task,
     data: DataDir,
-    out: Annotated[Path, typer.Option("--out", help="submission file or folder to write")],
+    out: Annotated[Path, path_option("--out", help="submission file or folder to write")],
     store: Store = None,
     run: Annotated[Optional[str], typer.Option("--run", help="a run id instead of the promoted one")] = None,
     actors: Annotated[Optional[int], typer.Option("--actors", help="predictor actors (one model each)")] = None,

@@ -12,17 +12,17 @@ import typer
 from facelab import config as paths
 from facelab.formats.synth import GRID_PNG, write_samples
 from facelab.store import ModelStore
-from jobs.common import Store, command, emit
+from jobs.common import Store, command, emit, path_option
 
 
 @command
 def synth(
-    out: Annotated[Path, typer.Option("--out", help="folder for the samples, samples.csv and grid.png")],
+    out: Annotated[Path, path_option("--out", help="folder for the samples, samples.csv and grid.png")],
     n: Annotated[int, typer.Option("--n", min=1, help="how many faces")] = 64,
     seed: Annotated[int, typer.Option("--seed", min=0, help="faces of seeds SEED .. SEED+N-1 (same seed, same face)")] = 0,
     measure: Annotated[bool, typer.Option("--measure", help="also measure them: face rates (HOG, mediapipe) and "
                                                             "the gender balance by the promoted age-gender model")] = False,
-    data: Annotated[Optional[Path], typer.Option("--data", help="UTKFace folder whose held-out faces and labels the "
+    data: Annotated[Optional[Path], path_option("--data", help="UTKFace folder whose held-out faces and labels the "
                                                                "measure compares with (default: the run's training data)")] = None,
     store: Store = None,
     run: Annotated[Optional[str], typer.Option("--run", help="a synth run id instead of the promoted one")] = None,

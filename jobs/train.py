@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from facelab import config as paths
 from facelab.cluster import connect
 from facelab.train import train as fit
-from jobs.common import Address, DataDir, SkipBad, Store, Task, command, emit, load_config
+from jobs.common import Address, ConfigFile, DataDir, SkipBad, Store, Task, command, emit, load_config
 
 
 @command
 def train(
     task: Task,
     data: DataDir,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML/JSON overrides of the task's default config")] = None,
+    config: ConfigFile = None,
     store: Store = None,
     promote: Annotated[bool, typer.Option("--promote", help="also promote the new run")] = False,
     skip_bad: SkipBad = False,

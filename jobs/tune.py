@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,7 +11,8 @@ import typer
 from facelab import config as paths
 from facelab.cluster import connect
 from facelab.errors import FacelabError
-from jobs.common import Address, SkipBad, Store, command, emit, load_config
+from jobs.common import (Address, SkipBad, Store, command, emit, load_config, path_option, redirected_output,
+                         store_location)
 from tuning.runner import resume as resume_sweep
 from tuning.runner import sweep
 
@@ -18,7 +20,7 @@ from tuning.runner import sweep
 @command
 def tune(
     task: Annotated[Optional[str], typer.Option("--task", "-t", help="task name, e.g. sentiment")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", help="the task's data folder (challenge layout)")] = None,
+    data: Annotated[Optional[Path], path_option("--data", help="the task's data folder (challenge layout)")] = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="number of trials")] = 20,
     store: Store = None,
     promote: Annotated[bool, typer.Option("--promote/--no-promote", help="promote the refitted best run")] = True,
@@ -27,21 +29,27 @@ def tune(
     budget_minutes: Annotated[Optional[float], typer.Option(
         "--budget-minutes", min=0.1, help="wall-time budget of the whole sweep")] = None,
     resume: Annotated[Optional[str], typer.Option(
-        "--resume", help="continue an interrupted sweep: its folder (printed as 'sweep')")] = None,
-    config: Annotated[Optional[Path], typer.Option(
+        "--resume", callback=store_location, help="continue an interrupted sweep: its folder (printed as 'sweep')")] = None,
+    config: Annotated[Optional[Path], path_option(
         "--config", help="YAML/JSON of config values every trial uses, overriding the search space")] = None,
     address: Address = None,
 ) -> None:
     """Search TASK's space with Optuna on Ray Tune, store and promote the best (refitted, or for
-    per-epoch tasks the best trial's own checkpoint); --resume continues an interrupted sweep."""
+    per-epoch tasks the best trial's own checkpoint); --resume continues an interrupted sweep.
+
+    Stdout carries only the JSON result (`facelab tune ... | jq .run_id`); Tune's status tables,
+    worker logs and everything else Ray prints go to stderr."""
     if resume is None and (task is None or data is None):
         raise FacelabError("give --task and --data (or --resume SWEEP_FOLDER)")
-    connect(address)
-    if resume is not None:
-        emit(resume_sweep(resume, paths.store_uri(store), promote=promote))
-        return
-    emit(sweep(task, data, paths.store_uri(store), samples=samples, promote=promote, skip_bad=skip_bad,
-               max_concurrent=max_concurrent, budget_minutes=budget_minutes, fixed=load_config(config)))
+    fixed = load_config(config)
+    with redirected_output(sys.stderr) as stdout:
+        connect(address)
+        if resume is not None:
+            result = resume_sweep(resume, paths.store_uri(store), promote=promote)
+        else:
+            result = sweep(task, data, paths.store_uri(store), samples=samples, promote=promote, skip_bad=skip_bad,
+                           max_concurrent=max_concurrent, budget_minutes=budget_minutes, fixed=fixed)
+        emit(result, stdout)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,13 @@ from pathlib import Path
 _REPO = Path(__file__).resolve().parents[2]
 
 
+def absolute(path: str | os.PathLike) -> Path:
+    """A local path made absolute against this process's working directory (`~` expanded). Library
+    entry points resolve what they are given with it: Tune trials, Train workers, Ray Data tasks and
+    Serve replicas do not share the caller's working directory, so no relative path may reach them."""
+    return Path(path).expanduser().resolve()
+
+
 def data_root(override: str | os.PathLike | None = None) -> Path:
     """Real data: --data-root, else $FACELAB_DATA_ROOT, else ../shared/data beside the repo."""
     if override:

@@ -9,6 +9,11 @@ class FacelabError(Exception):
     """An error a user can act on; the CLI prints it as one line and exits non-zero."""
 
 
+class RealDataMissing(FacelabError):
+    """The real data a task needs is not under the data root: the demo and the tests skip the task
+    (every other error fails it)."""
+
+
 @dataclass(frozen=True)
 class BadRow:
     """One rejected input row: where it is and why."""

@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from facelab.errors import FacelabError
+from facelab.errors import FacelabError, RealDataMissing
 
 # task -> "module:function"; one module per converter.
 _CONVERTERS: dict[str, str] = {
@@ -36,7 +36,7 @@ def convert(task: str, data_root: Path, out: Path, **options: Any) -> dict:
         raise FacelabError(f"no real-data converter for task '{task}'; converters: {', '.join(_CONVERTERS) or 'none'}")
     data_root = Path(data_root)
     if not data_root.is_dir():
-        raise FacelabError(f"{data_root}: data root not found (set --data-root or FACELAB_DATA_ROOT)")
+        raise RealDataMissing(f"{data_root}: data root not found (set --data-root or FACELAB_DATA_ROOT)")
     module, fn = _CONVERTERS[task].split(":")
     return getattr(importlib.import_module(module), fn)(data_root, Path(out), **options)
 
