@@ -1,5 +1,5 @@
 # The two commands of the README. Both install first (idempotent, from requirements.lock).
-.PHONY: install demo test test-all lock
+.PHONY: install demo test test-fast lock
 
 install:
 	@bash scripts/install.sh
@@ -7,8 +7,13 @@ install:
 demo: install
 	RAY_AUTH_MODE=disabled .venv/bin/facelab demo
 
+# The whole suite (CI runs this): at most 25 minutes on a 2-core machine; prints the 20 slowest steps.
 test: install
-	RAY_AUTH_MODE=disabled .venv/bin/python -m pytest -q
+	RAY_AUTH_MODE=disabled .venv/bin/python -m pytest -q --durations=20
+
+# Unit, format and declaration tests: no training, no Serve, one embedded Ray; under 5 minutes.
+test-fast: install
+	RAY_AUTH_MODE=disabled .venv/bin/python -m pytest -q -m "not slow" --durations=10
 
 # Re-pin after changing dependencies (then commit requirements.lock).
 lock:

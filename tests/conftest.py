@@ -18,6 +18,35 @@ os.environ.setdefault("FACELAB_CACHE", tempfile.mkdtemp(prefix="facelab-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# `make test-fast` runs `-m "not slow"`. A test is slow when it trains, tunes or serves a model or
+# starts another Ray: every test that uses one of these fixtures (each trains, tunes, deploys or
+# starts a cluster once per module or session), and the tests named in SLOW_TESTS, which do it in
+# their own body. Everything else (hand-checked units, formats, declarations) stays fast.
+SLOW_FIXTURES = {
+    "trained", "tuned_sentiment", "train_promoted", "submitted", "resumed_sweep", "killed_run", "fitted",
+    "service", "two_node_cluster",
+}
+SLOW_TESTS = {
+    "test_fit_predict_and_serve",  # test_task_contract: a tiny fit of every task
+    "test_train_tune_submit_score_with_relative_paths",  # test_relative_paths: the CLI verbs of every task
+    "test_tune_sweep_promotes_its_best_trial",  # test_tracks: a 2-trial sweep
+    "test_fit_submit_score_on_a_tiny_real_voc",  # test_detect
+    "test_a_tiny_fit_tries_no_network",  # test_yolo_offline: one YOLO epoch
+    "test_tiny_runs_without_ray",  # test_gpu_runs_script: two subprocess fits
+    "test_demo_runs_end_to_end_quietly",  # a `facelab demo` subprocess with its own Ray
+    "test_ray_job_submit_trains_and_stores_a_run",  # a two-node `ray start` cluster
+    # real-data conversions and jobs that encode hundreds of faces with dlib (a minute or more each)
+    "test_orl_conversion_reads_back_with_identity_signal",  # tests/data/test_tracks_convert.py
+    "test_sentiment_from_fer", "test_fairface_from_utkface",  # tests/data/test_real_converters.py
+    "test_gallery_eval_job",  # tests/code/test_gallery.py
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or getattr(item, "originalname", "") in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def ray_local():

@@ -94,7 +94,7 @@ def fairface_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(ray_local, fairface_data, tmp_path_factory):
     store = str(tmp_path_factory.mktemp("fairface-store"))
-    run_id, metrics = train("fairface", fairface_data, store, config={"epochs": 20, "width": 128},
+    run_id, metrics = train("fairface", fairface_data, store, config={"epochs": 10, "width": 128},
                             promote=True)
     return store, run_id, metrics
 

@@ -19,7 +19,7 @@ from facelab.metrics import ious as iou
 from facelab.tasks.mask_face import N_FEATURES, LowerFaceBox, add_faces, crop
 from facelab.uploads import UploadError
 
-SMALL = {"epochs": 8, "image_size": 48, "width": 8, "batch_size": 16, "lr": 3e-3, "aug_box": 0.05}
+SMALL = {"epochs": 5, "image_size": 48, "width": 8, "batch_size": 16, "lr": 3e-3, "aug_box": 0.05}
 
 
 def _faces_and_masks(n: int, rng: np.random.Generator):
