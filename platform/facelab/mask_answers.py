@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from facelab import metrics
+from facelab.answers import MaskAnswer
 from facelab.errors import FacelabError
 from facelab.formats import Read
 from facelab.formats.mask import MASK_TYPES, format_bbox
@@ -66,10 +67,11 @@ class MaskAnswers:
             seen |= set(read.dataset.select_columns(["label"]).to_pandas()["label"])
         return MASK_TYPES if seen <= set(MASK_TYPES) else tuple(sorted(seen))
 
-    def response(self, outputs: list[dict], batched: bool) -> dict:
-        shaped = [{"masktype": str(o["label"]), "bbox": [round(float(v), 1) for v in o["box"]],
-                   "bbox_text": format_bbox(o["box"]), "confidence": float(o["confidence"])} for o in outputs]
-        return {"predictions": shaped} if batched else shaped[0]
+    Answer = MaskAnswer
+
+    def answer(self, output: dict) -> dict:
+        return {"masktype": str(output["label"]), "bbox": [round(float(v), 1) for v in output["box"]],
+                "bbox_text": format_bbox(output["box"]), "confidence": float(output["confidence"])}
 
     def predictions_frame(self, predictions: pd.DataFrame) -> pd.DataFrame:
         return predictions[["_row", "image_id", "box", "label", "confidence"]]
