@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from jobs import data, demo, promote, score, serve, submit, train, tune
+from jobs import config, data, demo, promote, score, serve, submit, train, tune
 from jobs import synth as synth_job
 from jobs.embed import embed
 from jobs.detect_bench import detect_bench
@@ -17,6 +17,7 @@ app = typer.Typer(help="facelab: train, tune, serve and batch-run face analysis 
                   pretty_exceptions_enable=False)
 app.add_typer(data.app, name="data")
 app.add_typer(gallery_app, name="gallery")
+app.add_typer(config.app, name="config")
 app.command()(train.train)
 app.command()(tune.tune)
 app.command()(promote.promote)

@@ -12,6 +12,7 @@ import typer
 from facelab import config as paths
 from facelab.formats.synth import GRID_PNG, write_samples
 from facelab.store import ModelStore
+from facelab.tasks import get_task
 from jobs.common import Store, command, emit, path_option
 
 
@@ -32,7 +33,7 @@ def synth(
     from facelab.tasks.synth import SynthPredictor
 
     uri = paths.store_uri(store)
-    stored = ModelStore(uri).load("synth", run)
+    stored = ModelStore(uri).load("synth", run, check_config=get_task("synth").config)
     seeds = list(range(seed, seed + n))
     faces = SynthPredictor(str(stored.model_dir))({"seed": np.array(seeds), "n": np.ones(n, np.int64)})
     write_samples(list(faces["png"]), seeds, out)
@@ -54,7 +55,7 @@ def gender_head(store: str | None):
     from facelab.tasks import get_task
 
     try:
-        run = ModelStore(paths.store_uri(store)).load("age-gender")
+        run = ModelStore(paths.store_uri(store)).load("age-gender", check_config=get_task("age-gender").config)
     except FacelabError as exc:
         return f"pending: no promoted age-gender model ({exc})"
     return GenderHead(run.run_id, get_task("age-gender").predictor_class(str(run.model_dir)))

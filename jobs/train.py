@@ -8,6 +8,7 @@ import typer
 
 from facelab import config as paths
 from facelab.cluster import connect
+from facelab.tasks import get_task
 from facelab.train import train as fit
 from jobs.common import Address, ConfigFile, DataDir, SkipBad, Store, Task, command, emit, load_config
 
@@ -24,8 +25,11 @@ def train(
 ) -> None:
     """Train TASK on the data folder with its default config (plus --config) and store the run."""
     overrides = load_config(config)
+    source = str(config) if config else "config"
+    get_task(task).check_keys(overrides, source=source)  # a bad key fails here, before Ray starts
     connect(address)
-    run_id, metrics = fit(task, data, paths.store_uri(store), config=overrides, skip_bad=skip_bad, promote=promote)
+    run_id, metrics = fit(task, data, paths.store_uri(store), config=overrides, skip_bad=skip_bad, promote=promote,
+                          config_source=source)
     emit({"task": task, "run_id": run_id, "promoted": promote, **metrics})
 
 

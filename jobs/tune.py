@@ -11,6 +11,7 @@ import typer
 from facelab import config as paths
 from facelab.cluster import connect
 from facelab.errors import FacelabError
+from facelab.tasks import get_task
 from jobs.common import (Address, SkipBad, Store, command, emit, load_config, path_option, redirected_output,
                          store_location)
 from tuning.runner import resume as resume_sweep
@@ -42,6 +43,8 @@ def tune(
     if resume is None and (task is None or data is None):
         raise FacelabError("give --task and --data (or --resume SWEEP_FOLDER)")
     fixed = load_config(config)
+    if task is not None:  # a bad key fails here, before Ray starts
+        get_task(task).check_keys(fixed, source=str(config) if config else "config")
     with redirected_output(sys.stderr) as stdout:
         connect(address)
         if resume is not None:

@@ -2,8 +2,8 @@
 scoring for Tune trials, and the seed's k-fold CV ensemble (averaged probabilities) as the
 final model, its folds fitted in parallel as Ray tasks.
 
-Config keys: `model` in svc | lgbm | rf | knn | logreg, `preprocess` in none | l1 | l2 | standard,
-and the family's own hyper-parameters (see `build`).
+A config is a full `facelab.task_config.EstimatorConfig` dict: `model` in svc | lgbm | rf | knn |
+logreg, `preprocess` in none | l1 | l2 | standard, and the family's own hyper-parameters.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from facelab import metrics
 
 MODEL_FILE = "ensemble.joblib"
 # each family's own hyper-parameters, as `build` reads them
+TREES = {"lgbm": 200, "rf": 300}  # n_estimators when the config leaves it null
 FAMILY_KEYS = {"svc": {"kernel", "degree", "C", "gamma", "gamma_value"},
                "lgbm": {"num_leaves", "learning_rate", "n_estimators", "reg_lambda", "reg_alpha", "colsample_bytree"},
                "rf": {"n_estimators", "max_depth"}, "knn": {"n_neighbors", "weights"}, "logreg": {"C"}}
@@ -36,43 +37,43 @@ def _preprocessor(name: str):
 
 
 def build(config: dict, *, seed: int = 0, n_jobs: int = 1) -> ClassifierMixin:
-    """A fresh, unfitted pipeline for one config."""
+    """A fresh, unfitted pipeline for one config (every key of EstimatorConfig)."""
     family = config["model"]
     if family == "svc":
         from sklearn.svm import SVC
 
-        gamma = config.get("gamma", "scale")
+        gamma = config["gamma"]
         if gamma == "value":
             gamma = float(config["gamma_value"])
         from sklearn.calibration import CalibratedClassifierCV
 
-        svc = SVC(kernel=config.get("kernel", "rbf"), degree=int(config.get("degree", 3)), C=float(config.get("C", 1.0)),
+        svc = SVC(kernel=config["kernel"], degree=int(config["degree"]), C=float(config["C"]),
                   gamma=gamma, decision_function_shape="ovr", random_state=seed)
         model = CalibratedClassifierCV(svc, ensemble=False)  # Platt-scaled probabilities for the ensemble mean
     elif family == "lgbm":
         from lightgbm import LGBMClassifier
 
-        model = LGBMClassifier(num_leaves=int(config.get("num_leaves", 31)), learning_rate=float(config.get("learning_rate", 0.1)),
-                               n_estimators=int(config.get("n_estimators", 200)), reg_lambda=float(config.get("reg_lambda", 0.0)),
-                               reg_alpha=float(config.get("reg_alpha", 0.0)), colsample_bytree=float(config.get("colsample_bytree", 1.0)),
+        model = LGBMClassifier(num_leaves=int(config["num_leaves"]), learning_rate=float(config["learning_rate"]),
+                               n_estimators=int(config["n_estimators"] or TREES[family]), reg_lambda=float(config["reg_lambda"]),
+                               reg_alpha=float(config["reg_alpha"]), colsample_bytree=float(config["colsample_bytree"]),
                                random_state=seed, n_jobs=n_jobs, verbose=-1)
     elif family == "rf":
         from sklearn.ensemble import RandomForestClassifier
 
-        model = RandomForestClassifier(n_estimators=int(config.get("n_estimators", 300)), max_depth=config.get("max_depth"),
+        model = RandomForestClassifier(n_estimators=int(config["n_estimators"] or TREES[family]), max_depth=config["max_depth"],
                                        random_state=seed, n_jobs=n_jobs)
     elif family == "knn":
         from sklearn.neighbors import KNeighborsClassifier
 
-        model = KNeighborsClassifier(n_neighbors=int(config.get("n_neighbors", 15)), weights=config.get("weights", "distance"),
+        model = KNeighborsClassifier(n_neighbors=int(config["n_neighbors"]), weights=config["weights"],
                                      n_jobs=n_jobs)
     elif family == "logreg":
         from sklearn.linear_model import LogisticRegression
 
-        model = LogisticRegression(C=float(config.get("C", 1.0)), max_iter=2000, random_state=seed)
+        model = LogisticRegression(C=float(config["C"]), max_iter=2000, random_state=seed)
     else:
         raise ValueError(f"unknown model family '{family}'")
-    pre = _preprocessor(config.get("preprocess", "none"))
+    pre = _preprocessor(config["preprocess"])
     return make_pipeline(pre, model) if pre is not None else make_pipeline(model)
 
 

@@ -46,7 +46,8 @@ class CoderSettings:
 
     @classmethod
     def from_config(cls, config: dict) -> CoderSettings:
-        return cls(str(config.get("detector", "hog")), int(config.get("jitters", 0)), float(config.get("upsample", 1.0)))
+        """The settings of a verify config or stored verify model (facelab.tasks.verify.VerifyConfig's keys)."""
+        return cls(str(config["detector"]), int(config["jitters"]), float(config["upsample"]))
 
 
 def main_face(faces: list[Face]) -> Face | None:

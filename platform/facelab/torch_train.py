@@ -42,9 +42,10 @@ PREPARE_CPUS = 0.5
 class TorchRecipe:
     """What a torch task contributes; one subclass per task, defined in the task's module.
 
-    Config keys the mechanism reads: `epochs`, `batch_size` (per worker), `lr`,
-    `weight_decay`, optionally `eval_batch_size`, `num_workers`, `cpus_per_worker`,
-    `early_stop_patience` (stop once the metric has not improved for that many epochs).
+    The config is a task's full config: the mechanism reads the keys of
+    `facelab.task_config.TorchConfig` (`epochs`, `batch_size` per worker, `lr`, `weight_decay`,
+    `eval_batch_size`, `num_workers`, `cpus_per_worker`, `early_stop_patience`: stop once the
+    metric has not improved for that many epochs), the recipe its own.
     """
 
     def build_model(self, config: dict) -> torch.nn.Module:  # noqa: F821
@@ -79,8 +80,7 @@ class TorchRecipe:
     def optimizer(self, model, config: dict):
         import torch
 
-        return torch.optim.AdamW(model.parameters(), lr=float(config.get("lr", 1e-3)),
-                                 weight_decay=float(config.get("weight_decay", 1e-2)))
+        return torch.optim.AdamW(model.parameters(), lr=float(config["lr"]), weight_decay=float(config["weight_decay"]))
 
     def scheduler(self, optimizer, config: dict):
         """None, or a torch LR scheduler stepped once per epoch (ReduceLROnPlateau is stepped
@@ -214,7 +214,7 @@ def _validate(model, recipe: TorchRecipe, config: dict, dev) -> dict[str, float]
     if ray.train.get_context().get_world_rank() == 0:
         model.eval()
         batches = ray.train.get_dataset_shard("val").iter_torch_batches(
-            batch_size=int(config.get("eval_batch_size", config["batch_size"])), device=dev)
+            batch_size=int(config["eval_batch_size"] or config["batch_size"]), device=dev)
         with torch.no_grad():
             metrics = {k: float(v) for k, v in recipe.evaluate(_unwrapped(model), batches, config).items()}
     return broadcast_from_rank_zero(metrics)
@@ -252,7 +252,7 @@ def _train_loop(loop: dict) -> None:
                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
                  "epoch": epoch, "history": history}
         _report(record, state, config)
-        if _stalled(history, metric, loop["mode"], config.get("early_stop_patience")):
+        if _stalled(history, metric, loop["mode"], config["early_stop_patience"]):
             break  # every worker has the same history, so all stop here
 
 
@@ -267,8 +267,8 @@ def _scaling(config: dict, num_workers: int | None, use_gpu: bool | None, cpus_p
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     use_gpu = gpus > 0 if use_gpu is None else use_gpu
-    workers = int(num_workers or config.get("num_workers") or (gpus if use_gpu else 1))
-    cpus = cpus_per_worker or config.get("cpus_per_worker")
+    workers = int(num_workers or config["num_workers"] or (gpus if use_gpu else 1))
+    cpus = cpus_per_worker or config["cpus_per_worker"]
     if not cpus:
         cpus = max(0.25, min(4.0, (resources.get("CPU", 1) - 1) / workers))
     return ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": float(cpus)}), float(cpus)
@@ -318,10 +318,14 @@ def fit_torch(recipe: TorchRecipe, config: dict, datasets: dict[str, Any], model
     as a TorchTrainer; write the best epoch's model into `model_dir` (skipped when None) and
     return that epoch's metrics. A rerun with the same `name` and `storage_path` resumes from
     the run's latest checkpoint (raise `epochs` to train on). `storage_filesystem` (a pyarrow
-    filesystem) makes `storage_path` a path on it rather than a URI."""
+    filesystem) makes `storage_path` a path on it rather than a URI. TorchConfig keys that
+    `config` lacks take TorchConfig's defaults."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
+    from facelab.task_config import TorchConfig
+
+    config = {**TorchConfig.optional_defaults(), **config}
     scaling, cpus = _scaling(config, num_workers, use_gpu, cpus_per_worker)
     prepared = {split: ds.map_batches(_prepared_batch, batch_format="numpy", num_cpus=PREPARE_CPUS,
                                       fn_kwargs={"recipe": recipe, "config": config, "train": split == "train"})

@@ -68,18 +68,18 @@ def augmented(image: np.ndarray, size: int, rng: np.random.Generator, config: di
     import cv2
 
     h, w = image.shape[:2]
-    scale = size / max(h, w) * (1 + rng.uniform(-1, 1) * config.get("aug_scale", 0.1))
-    angle = rng.uniform(-1, 1) * config.get("aug_rotate", 10.0)
+    scale = size / max(h, w) * (1 + rng.uniform(-1, 1) * config["aug_scale"])
+    angle = rng.uniform(-1, 1) * config["aug_rotate"]
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
-    matrix[:, 2] += np.array([size / 2 - w / 2, size / 2 - h / 2]) + rng.uniform(-1, 1, 2) * config.get("aug_shift", 0.05) * size
+    matrix[:, 2] += np.array([size / 2 - w / 2, size / 2 - h / 2]) + rng.uniform(-1, 1, 2) * config["aug_shift"] * size
     if rng.random() < 0.5:
         matrix = np.array([[-1, 0, size - 1], [0, 1, 0]], np.float64) @ np.vstack([matrix, [0, 0, 1]])
     out = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-    colour = config.get("aug_colour", 0.2)
+    colour = config["aug_colour"]
     if colour:
         gain, bias = 1 + rng.uniform(-colour, colour), rng.uniform(-colour, colour) * 64
         out = np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
-    if rng.random() < config.get("aug_grey", 0.0):
+    if rng.random() < config["aug_grey"]:
         out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
     return out
 
@@ -168,7 +168,7 @@ class ImageRecipe(TorchRecipe):
     def scheduler(self, optimizer, config: dict):
         import torch
 
-        epochs, warmup = int(config["epochs"]), int(config.get("warmup_epochs", 1))
+        epochs, warmup = int(config["epochs"]), int(config["warmup_epochs"])
 
         def factor(epoch: int) -> float:  # epoch = epochs finished; the LR of the next one
             if epoch < warmup:
@@ -212,7 +212,7 @@ class ImagePredictor:
         x = torch.from_numpy(stacked(images)).to(self.device)
         with torch.no_grad():
             out = self.outputs(x, images)
-            if self.config.get("tta_flip"):
+            if self.config["tta_flip"]:
                 mirrored = self.outputs(torch.flip(x, dims=[3]), [i[:, ::-1] for i in images])
                 out = {k: (v + mirrored[k]) / 2 for k, v in out.items()}
         result = self.finish({k: v.float().cpu().numpy() for k, v in out.items()})

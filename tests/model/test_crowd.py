@@ -132,10 +132,10 @@ def test_tuning_scores_each_variant_by_its_own_distances():
 
 
 def test_fit_stores_a_checked_config(tmp_path):
-    assert TASK.fit({"method": "landmarks", "model": "mesh"}, {}, tmp_path) == {}
+    assert TASK.fit({**TASK.default_config, "method": "landmarks", "model": "mesh"}, {}, tmp_path) == {}
     assert CrowdPredictor(str(tmp_path)).variant == "landmarks"
     with pytest.raises(FacelabError, match="tiles must be one of"):
-        TASK.fit({"method": "encoding", "tiles": "sideways"}, {}, tmp_path)
+        TASK.fit({**TASK.default_config, "method": "encoding", "tiles": "sideways"}, {}, tmp_path)
     write_config({"method": "telepathy"}, tmp_path)
     with pytest.raises(FacelabError, match="not one of"):
         CrowdPredictor(str(tmp_path))

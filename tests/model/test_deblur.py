@@ -59,7 +59,8 @@ def test_restoration_metrics_score_the_blurred_baseline():
 def test_both_architectures_keep_the_image_size():
     x = torch.rand(1, 3, 37, 50)
     for arch in ("srcnn", "resnet"):
-        assert build_network({"arch": arch, "channels": 8, "blocks": 1})(x).shape == x.shape
+        config = {**get_task("deblur").default_config, "arch": arch, "channels": 8, "blocks": 1}
+        assert build_network(config)(x).shape == x.shape
     with pytest.raises(ValueError, match="arch"):
         build_network({"arch": "unet"})
 

@@ -36,7 +36,7 @@ def test_labels_and_inverse_frequency_weights():
 
 
 def test_network_heads_follow_the_vocabulary_and_the_loss_sums_heads():
-    config = {"dim": 16, "width": 8, "depth": 2, "dropout": 0.0,
+    config = {"dim": 16, "width": 8, "depth": 2, "dropout": 0.0, "seed": 0, "weights": None,
               "labels": {"age": list(AGE_BINS), "gender": list(GENDERS), "race": UTK_RACES}}
     recipe = FairFaceRecipe()
     model = recipe.build_model(config)

@@ -13,6 +13,7 @@ from facelab.errors import FacelabError
 from facelab.face_codes import FileCodes
 from facelab.tasks.verify import (
     Pairs,
+    VerifyConfig,
     best_threshold,
     cross_validate_threshold,
     evaluate,
@@ -67,15 +68,18 @@ def _all_pairs(labels: np.ndarray, folds: int) -> Pairs:
     return Pairs([str(i) for i in range(len(labels))], a, b, labels[a] == labels[b], person_fold[labels[a]])
 
 
+MEAN = VerifyConfig(model="mean").model_dump()
+
+
 def test_evaluate_on_synthetic_codes_and_a_broken_encoder():
     rng = np.random.default_rng(2)
     codes, labels = _clustered(rng, people=20, per_person=5, noise=0.35)
     pairs = _all_pairs(labels, folds=5)
-    good = evaluate({"model": "mean"}, pairs, codes)
+    good = evaluate(MEAN, pairs, codes)
     assert good["accuracy"] > 0.98 and good["no_face_images"] == 0
     broken = FileCodes(rng.permutation(codes.small), rng.permutation(codes.large), codes.whole)
     # an encoder that loses identity: every pair equally far; the best one can do is call all "different"
-    assert evaluate({"model": "mean"}, pairs, broken)["accuracy"] < 0.9 * good["accuracy"]
+    assert evaluate(MEAN, pairs, broken)["accuracy"] < 0.9 * good["accuracy"]
 
 
 def test_no_face_policy():

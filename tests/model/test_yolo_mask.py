@@ -26,7 +26,7 @@ from facelab.formats.mask import MASK_TYPES, parse_bbox
 from facelab.store import ModelStore
 from facelab.uploads import UploadError
 
-TINY = {"size": "n", "imgsz": 64, "epochs": 2, "batch": 4, "plots": False, "mosaic": 0.0}
+TINY = {"model": "yolov8n", "imgsz": 64, "epochs": 2, "batch": 4, "plots": False, "mosaic": 0.0}
 
 
 @pytest.fixture(scope="module")

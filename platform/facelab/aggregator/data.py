@@ -68,7 +68,7 @@ class TrackData:
         and the seed's 15k tracks are needed to climb out; the small data sets here are not.)"""
         torch = load_torch()
         code_size = int(config["code_size"])
-        rng = np.random.default_rng(int(config.get("seed", 0)))
+        rng = np.random.default_rng(int(config["seed"]))
         sample = torch.from_numpy(self.pca_sample)
         picks = rng.choice(len(sample), code_size, replace=code_size > len(sample))
         prototypes = sample[picks]
@@ -86,7 +86,7 @@ class TrackData:
         """The training config: the user's, with what the data fixes (and `auto` resolved)."""
         out = {**config, **{k: v for k, v in self.derived.items() if k not in AUTO}}
         for key in AUTO:
-            if config.get(key, "auto") == "auto":
+            if config[key] == "auto":
                 out[key] = self.derived[key]
         return out
 
@@ -170,7 +170,7 @@ def prepare_tracks(data: dict[str, Read], config: dict) -> tuple[dict, TrackData
     refs = data["references"].dataset.to_pandas()
     if summary.empty or refs.empty:
         raise FacelabError("tracks: no training tracks or no reference descriptors to train on")
-    val_people = _val_people(summary, float(config.get("val_share", 0.2)), int(config.get("seed", 0)))
+    val_people = _val_people(summary, float(config["val_share"]), int(config["seed"]))
     known = set(refs.person_id)
     people = sorted(set(summary.person_id) & known)
     if len(set(people) - val_people) < 2 or len(set(people) & val_people) < 2:
@@ -187,7 +187,7 @@ def prepare_tracks(data: dict[str, Read], config: dict) -> tuple[dict, TrackData
     val = tracks.filter(lambda row: row["person_id"] in val_people)
     dim = int(ref_vectors.shape[1])
     train_summary = summary[~summary.person_id.isin(val_people)]
-    seed = int(config.get("seed", 0))
+    seed = int(config["seed"])
     mean, components, sample = _fit_pca(train, int(train_summary.n_frames.sum()), dim, int(config["pca_dim"]), seed)
     power_rows = _power_sample(train, len(train_summary), index, seed)
     prepared = TrackData(

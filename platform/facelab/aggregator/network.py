@@ -46,7 +46,7 @@ def build_aggregator(config: dict):
             return functional.normalize(self.decoder(code) @ self.components + self.mean, dim=-1)
 
     return TrackAggregator(int(config["dim"]), int(config["pca_fitted"]), int(config["code_size"]),
-                           float(config["temperature"]), config["quality"], float(config.get("quality_power", 1.0)))
+                           float(config["temperature"]), config["quality"], float(config["quality_power"]))
 
 
 def pad_tracks(tracks: list[np.ndarray], max_frames: int, rng: np.random.Generator | None = None):

@@ -40,7 +40,7 @@ class TrackRecipe(TorchRecipe):
         self.data = data
 
     def build_model(self, config: dict):
-        load_torch().manual_seed(int(config.get("seed", 0)))
+        load_torch().manual_seed(int(config["seed"]))
         model = build_aggregator(config)
         if self.data is not None:
             self.data.initialise(model, config)
@@ -69,7 +69,7 @@ class TrackRecipe(TorchRecipe):
 
     def optimizer(self, model, config: dict):
         return load_torch().optim.Adam(model.parameters(), lr=float(config["lr"]),
-                                   weight_decay=float(config.get("weight_decay", 0.0)))
+                                   weight_decay=float(config["weight_decay"]))
 
     def scheduler(self, optimizer, config: dict):
         """The seed's schedule: the learning rate divided by `lr_drop` after `lr_drop_epoch` epochs."""

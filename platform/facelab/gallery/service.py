@@ -39,8 +39,8 @@ class GalleryService:
     def from_verify_model(cls, db_path: str | os.PathLike, model_dir: str | os.PathLike) -> GalleryService:
         """Encoder, model and threshold of a stored verify run (its `verify.json`)."""
         spec = json.loads((Path(model_dir) / "verify.json").read_text())
-        return cls(db_path, detector=spec["detector"], jitters=int(spec.get("jitters", 0)),
-                   upsample=float(spec.get("upsample", 1.0)), model=spec["model"], threshold=float(spec["threshold"]))
+        return cls(db_path, detector=spec["detector"], jitters=int(spec["jitters"]),
+                   upsample=float(spec["upsample"]), model=spec["model"], threshold=float(spec["threshold"]))
 
     def _face(self, image: np.ndarray, field: str):
         from facelab.uploads import UploadError

@@ -46,7 +46,7 @@ def export(result, model_dir: Path, config: dict, *, kind: str, names: Sequence[
         if (Path(saved) / "results.csv").is_file():
             shutil.copyfile(Path(saved) / "results.csv", model_dir / "results.csv")
     (model_dir / CONFIG_FILE).write_text(json.dumps(
-        {"config": config, "kind": kind, "names": list(names), "imgsz": int(config.get("imgsz", 640))},
+        {"config": config, "kind": kind, "names": list(names), "imgsz": int(config["imgsz"])},
         indent=2, default=str))
     history = result.metrics_dataframe
     if history is not None and len(history):

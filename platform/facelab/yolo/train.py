@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facelab.errors import FacelabError
 from facelab.yolo import offline  # noqa: F401  (first: ultralytics offline before it is imported)
 from facelab.yolo.layout import Scorer
 
@@ -15,9 +16,11 @@ from ultralytics.models.yolo.classify import ClassificationTrainer  # noqa: E402
 from ultralytics.models.yolo.detect import DetectionTrainer, DetectionValidator  # noqa: E402  isort: skip
 from ultralytics.utils import ops  # noqa: E402  isort: skip
 
-# config keys facelab sets itself; every other key ultralytics knows is passed to its trainer
+# trainer arguments facelab sets itself (a config may not)
 _OWN_ARGS = {"model", "data", "project", "name", "save_dir", "exist_ok", "resume", "device", "mode", "task",
              "plots_dir", "pretrained"}
+# config keys facelab reads itself (facelab.task_config.YoloConfig); every other key is a trainer argument
+FACELAB_KEYS = {"model", "merge_val", "crop_double"}
 
 
 class _RecordingDetectionValidator(DetectionValidator):
@@ -60,16 +63,19 @@ def model_yaml(model: str, kind: str) -> str:
 
 
 def train_args(config: dict, kind: str, source: Path, save_dir: Path) -> dict:
-    """ultralytics trainer overrides: every config key ultralytics knows, plus facelab's own."""
+    """ultralytics trainer overrides: every config key but facelab's own, plus what facelab sets.
+    A key ultralytics does not know, or one facelab sets itself, is an error (never dropped)."""
     import torch
     from ultralytics.cfg import DEFAULT_CFG_DICT
 
-    args = {k: v for k, v in config.items() if k in DEFAULT_CFG_DICT and k not in _OWN_ARGS}
-    args.update(model=model_yaml(config.get("model", "yolov8n"), kind), data=str(source), save_dir=str(save_dir),
+    args = {k: v for k, v in config.items() if k not in FACELAB_KEYS}
+    wrong = sorted(k for k in args if k not in DEFAULT_CFG_DICT or k in _OWN_ARGS)
+    if wrong:
+        raise FacelabError(f"YOLO config: {', '.join(wrong)} not ultralytics training arguments a config may set")
+    args.update(model=model_yaml(config["model"], kind), data=str(source), save_dir=str(save_dir),
                 exist_ok=True, device="0" if torch.cuda.is_available() else "cpu", save=True, val=True,
                 pretrained=False)
     args.setdefault("workers", _assigned_cpus())  # data loaders (ultralytics uses none on a CPU)
-    args.setdefault("plots", True)
     return args
 
 
