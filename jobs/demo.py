@@ -73,6 +73,11 @@ class Progress:
         began = time.perf_counter()
         try:
             yield note
+        except KeyboardInterrupt:
+            outcome.status = outcome.cells[stage] = "interrupted"
+            self.terminal.write(f" {time.perf_counter() - began:5.1f} s  interrupted\n")
+            self.terminal.flush()
+            raise
         except RealDataMissing as exc:
             outcome.status, note["text"] = "skipped", f"skipped: {exc}"
         except Exception as exc:  # noqa: BLE001 - keep going: the table shows what broke, the exit code says so
@@ -90,6 +95,10 @@ class Progress:
 def _one_line(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _size(path: Path) -> str:
@@ -130,15 +139,21 @@ def _numbers(values: dict, first: str, n: int = 2) -> str:
 
 def _demo_data(task, out: Path) -> Path:
     """The task's demo data: a few real faces converted from the data root when the task declares
-    such a conversion (`demo_conversion`) and the data root holds them, else its own synthetic set."""
+    such a conversion (`demo_conversion`) and the data root holds them, else its own synthetic set
+    in `out`. Real faces are not redistributable, so their conversion goes to facelab's cache
+    (outside the repository, where `runs/` lies), not into `out`."""
     if task.demo_conversion is not None:
+        import shutil
+
         from facelab import config
         from facelab.converters import convert
 
         folder, options = task.demo_conversion
         if (config.data_root() / folder).is_dir():
-            convert(task.name, config.data_root(), Path(out), **options)
-            return Path(out)
+            converted = config.cache_dir() / "demo-data" / task.name
+            shutil.rmtree(converted, ignore_errors=True)
+            convert(task.name, config.data_root(), converted, **options)
+            return converted
     return task.demo_data(out)
 
 
@@ -203,7 +218,7 @@ def _serve(outcomes: list[Outcome], store: str, progress: Progress) -> None:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(serve_application({"store": store, "tasks": [o.task for o in ready], "gallery": False}),
                   name="facelab", route_prefix="/")
-        note["text"] = f"{len(ready)} tasks deployed on http://127.0.0.1:{port}"
+        note["text"] = f"{_count(len(ready), 'task')} deployed on http://127.0.0.1:{port}"
     try:
         for outcome in ready:
             if deploy.status != "ok":
@@ -260,21 +275,28 @@ def demo(
     # before Ray starts, so its workers inherit them: no Ray Data progress bars, checkpoints under OUT
     os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
     os.environ.setdefault("FACELAB_TRAIN_STORAGE", str(out / "train"))
-    typer.echo(f"facelab demo: {len(chosen)} tasks, stages {', '.join(STAGES)}; outputs under {out}\n"
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C stops the demo, not just the sweep
+    typer.echo(f"facelab demo: {_count(len(chosen), 'task')}, stages {', '.join(STAGES)}; outputs under {out}\n"
                f"Ray's, Tune's and the models' own output: {log_path}")
     outcomes = [Outcome(name) for name in chosen]
     started = time.perf_counter()
     with open(log_path, "a", buffering=1) as log, redirected_output(log, stderr=True) as terminal:
         progress = Progress(terminal, log)
         ray = connect(address, quiet=True)  # worker logs stay in Ray's session folder; no progress bars
+        interrupted = False
         try:
             for outcome in outcomes:
                 _run_task(outcome, out, store, samples, progress)
             _serve(outcomes, store, progress)
+        except KeyboardInterrupt:  # the table of what ran so far, then exit 130 as a shell does
+            interrupted = True
         finally:
             ray.shutdown()
-    typer.echo(f"\n{table(outcomes)}\n\n{len(outcomes)} tasks in {time.perf_counter() - started:.0f} s; "
+    typer.echo(f"\n{table(outcomes)}\n\n{_count(len(outcomes), 'task')} in {time.perf_counter() - started:.0f} s; "
                f"outputs under {out}; log {log_path}")
+    if interrupted:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130)
     failed = [o.task for o in outcomes if o.status == "FAILED"]
     if failed:
         typer.echo(f"error: tasks failed: {', '.join(failed)} (tracebacks in {log_path})", err=True)

@@ -64,6 +64,8 @@ def test_a_failed_sweep_fails_the_task_and_only_absent_real_data_skips_it():
     assert crashed.status == "FAILED"
     skipped, shown = _stage(RealDataMissing("/data: data root not found"))
     assert skipped.status == "skipped" and "skipped: /data: data root not found" in shown
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C ends the demo (with its table), not just the stage
+        _stage(KeyboardInterrupt())
 
 
 def test_the_table_has_a_row_per_task():
