@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import typer
 
-from facelab.task_config import describe_yaml
 from facelab.tasks import get_task
 from jobs.common import Task, command
 
@@ -16,6 +15,8 @@ app = typer.Typer(help="Task configs: every key's default and meaning.", no_args
 @command
 def show(task: Task) -> None:
     """Print TASK's default config as YAML, each key under a one-line description."""
+    from facelab.task_config import describe_yaml
+
     name = str(task)
     typer.echo(describe_yaml(name, get_task(name).Config), nl=False)
 

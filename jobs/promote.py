@@ -8,7 +8,6 @@ import typer
 
 from facelab import config as paths
 from facelab.errors import FacelabError
-from facelab.store import ModelStore
 from jobs.common import Store, Task, command, emit
 
 
@@ -19,6 +18,8 @@ def promote(
     store: Store = None,
 ) -> None:
     """Promote RUN: serving and submissions of TASK load it from now on."""
+    from facelab.store import ModelStore
+
     ModelStore(paths.store_uri(store)).promote(task, run)
     emit({"task": task, "promoted": run})
 
@@ -26,6 +27,8 @@ def promote(
 @command
 def runs(task: Task, store: Store = None) -> None:
     """List TASK's stored runs with their metrics, and which one is promoted."""
+    from facelab.store import ModelStore
+
     model_store = ModelStore(paths.store_uri(store))
     try:
         winner = model_store.promoted(task)

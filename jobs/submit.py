@@ -8,8 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from facelab import config as paths
-from facelab.cluster import connect
-from facelab.predict import submit as write_submission
 from jobs.common import Address, DataDir, SkipBad, Store, Task, command, emit, path_option
 
 
@@ -25,6 +23,9 @@ def submit(
     address: Address = None,
 ) -> None:
     """Predict TASK's test split with the promoted model and write the challenge's submission."""
+    from facelab.cluster import connect
+    from facelab.predict import submit as write_submission
+
     connect(address)
     emit(write_submission(task, data, out, paths.store_uri(store), run_id=run, skip_bad=skip_bad, actors=actors))
 

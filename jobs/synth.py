@@ -6,12 +6,9 @@ import json
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 
 from facelab import config as paths
-from facelab.formats.synth import GRID_PNG, write_samples
-from facelab.store import ModelStore
 from facelab.tasks import get_task
 from jobs.common import Store, command, emit, path_option
 
@@ -29,6 +26,10 @@ def synth(
     run: Annotated[Optional[str], typer.Option("--run", help="a synth run id instead of the promoted one")] = None,
 ) -> None:
     """Write N faces of the promoted synth model (PNGs, samples.csv, grid.png); --measure checks them."""
+    import numpy as np
+
+    from facelab.formats.synth import GRID_PNG, write_samples
+    from facelab.store import ModelStore
     from facelab.synth_measure import measure as measure_samples, measure_png
     from facelab.tasks.synth import SynthPredictor
 
@@ -51,8 +52,8 @@ def gender_head(store: str | None):
     """The promoted age-gender model's gender head (a `facelab.synth_measure.GenderHead`), or why
     the gender measure is pending when the store has none."""
     from facelab.errors import FacelabError
+    from facelab.store import ModelStore
     from facelab.synth_measure import GenderHead
-    from facelab.tasks import get_task
 
     try:
         run = ModelStore(paths.store_uri(store)).load("age-gender", check_config=get_task("age-gender").config)

@@ -7,9 +7,7 @@ from typing import Annotated
 import typer
 
 from facelab import config as paths
-from facelab.cluster import connect
 from facelab.tasks import get_task
-from facelab.train import train as fit
 from jobs.common import Address, ConfigFile, DataDir, SkipBad, Store, Task, command, emit, load_config
 
 
@@ -24,6 +22,9 @@ def train(
     address: Address = None,
 ) -> None:
     """Train TASK on the data folder with its default config (plus --config) and store the run."""
+    from facelab.cluster import connect
+    from facelab.train import train as fit
+
     overrides = load_config(config)
     source = str(config) if config else "config"
     get_task(task).check_keys(overrides, source=source)  # a bad key fails here, before Ray starts

@@ -71,9 +71,20 @@ def validated(task: str, model: type[TaskConfig], values: dict[str, Any] | None,
 
 
 def check_keys(task: str, model: type[TaskConfig], values: dict[str, Any], *, source: str) -> dict:
-    """Validate a partial config (e.g. a demo or CPU-sized override set) without filling defaults."""
-    validated(task, model, values, source=source)
-    return dict(values)
+    """Validate a partial config (e.g. a demo or CPU-sized override set) without filling defaults;
+    the given keys come back as validated (a relative local path made absolute)."""
+    full = validated(task, model, values, source=source)
+    return {key: full[key] for key in values}
+
+
+def absolute_local(path: str | None) -> str | None:
+    """A local path resolved against this process's working directory (Ray workers run elsewhere);
+    a URI (s3://...) as it is."""
+    if path is None or "://" in path:
+        return path
+    from facelab.config import absolute
+
+    return str(absolute(path))
 
 
 def describe_yaml(task: str, model: type[TaskConfig]) -> str:
@@ -115,7 +126,7 @@ class TorchConfig(TaskConfig):
     """CPUs each Train worker reserves (null: the cluster's spare CPUs shared out, at most 4 each)"""
     run_name: str | None = None
     """the Train run's name: a rerun with the same name and storage_path resumes it (null: a new name)"""
-    storage_path: str | None = None
+    storage_path: Annotated[str | None, AfterValidator(absolute_local)] = None
     """where Train checkpoints live, a path or URI (null: $FACELAB_TRAIN_STORAGE, else ~/.facelab/train)"""
 
     @classmethod

@@ -96,13 +96,13 @@ def test_the_demo_config_is_a_valid_override(name):
 
 
 def test_train_with_a_typo_in_its_config_file_exits_2_before_ray_starts(tmp_path, monkeypatch):
-    import jobs.train
+    import facelab.cluster
     import jobs.tune
 
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray was started")
 
-    monkeypatch.setattr(jobs.train, "connect", no_ray)
+    monkeypatch.setattr(facelab.cluster, "connect", no_ray)  # where `facelab train` finds it when it runs
     monkeypatch.setattr(jobs.tune, "connect", no_ray)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"epoch": 3}))

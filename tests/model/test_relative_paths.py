@@ -43,17 +43,18 @@ TRAINED_TOO = next((name for name in task_names() if get_task(name).reports_per_
 def test_commands_hand_on_absolute_paths(tmp_path, monkeypatch):
     """What the commands pass to the library (no Ray): every relative path resolved against the
     working directory it was typed in, a local store too; a filesystem URI is left alone."""
-    import jobs.submit
-    import jobs.train
+    import facelab.cluster
+    import facelab.predict
+    import facelab.train
     import jobs.tune
 
     calls = {}
-    monkeypatch.setattr(jobs.train, "connect", lambda address: None)
+    # the commands import the library when they run: patch it where they find it
+    monkeypatch.setattr(facelab.cluster, "connect", lambda address, **kw: None)
     monkeypatch.setattr(jobs.tune, "connect", lambda address: None)
-    monkeypatch.setattr(jobs.submit, "connect", lambda address: None)
-    monkeypatch.setattr(jobs.train, "fit", lambda task, data, store, **kw: calls.setdefault("train", (data, store)) and ("r1", {}))
+    monkeypatch.setattr(facelab.train, "train", lambda task, data, store, **kw: calls.setdefault("train", (data, store)) and ("r1", {}))
     monkeypatch.setattr(jobs.tune, "sweep", lambda task, data, store, **kw: calls.setdefault("tune", (data, store)) and {})
-    monkeypatch.setattr(jobs.submit, "write_submission",
+    monkeypatch.setattr(facelab.predict, "submit",
                         lambda task, data, out, store, **kw: calls.setdefault("submit", (data, out, store)) and {})
     monkeypatch.chdir(tmp_path)
     Path("c.yaml").write_text("{}\n")
