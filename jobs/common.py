@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import json
 import os
@@ -13,6 +14,7 @@ from typing import Annotated, Any, Iterator, Optional, TextIO
 import typer
 
 from facelab.errors import FacelabError
+from facelab.tasks import task_names
 
 # --- paths as a user gives them ---------------------------------------------------------------
 # Tune trials, Train workers, Ray Data tasks and Serve replicas do not run in the driver's working
@@ -36,7 +38,10 @@ def path_option(*flags: str, help: str, **kwargs) -> Any:
     return typer.Option(*flags, help=help, callback=absolute, **kwargs)
 
 
-Task = Annotated[str, typer.Option("--task", "-t", help="task name, e.g. sentiment")]
+# The registered task names as a choice (help lists them, shell completion offers them); a StrEnum
+# member is the name itself wherever a str is expected.
+TaskName = enum.StrEnum("TaskName", {name: name for name in task_names()})
+Task = Annotated[TaskName, typer.Option("--task", "-t", help="the task", case_sensitive=True)]
 DataDir = Annotated[Path, path_option("--data", help="the task's data folder, in the challenge's own layout")]
 Store = Annotated[Optional[str], typer.Option(
     "--store", callback=store_location,

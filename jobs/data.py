@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from facelab.formats import get_format
+from facelab.tasks import get_task
 from jobs.common import DataRoot, Task, command, emit, path_option
 
 app = typer.Typer(help="Make data in the challenge layouts.", no_args_is_help=True)
@@ -23,7 +23,7 @@ def synth(
 ) -> None:
     """Write a seeded synthetic data set in exactly TASK's challenge layout."""
     kwargs = {"n": n} if n else {}
-    written = get_format(task).synthesize(out, seed=seed, **kwargs)
+    written = get_task(task).format.synthesize(out, seed=seed, **kwargs)
     emit({"task": task, "out": str(written)})
 
 

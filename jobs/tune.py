@@ -12,7 +12,7 @@ from facelab import config as paths
 from facelab.cluster import connect
 from facelab.errors import FacelabError
 from facelab.tasks import get_task
-from jobs.common import (Address, SkipBad, Store, command, emit, load_config, path_option, redirected_output,
+from jobs.common import (Address, SkipBad, Store, TaskName, command, emit, load_config, path_option, redirected_output,
                          store_location)
 from tuning.runner import resume as resume_sweep
 from tuning.runner import sweep
@@ -20,7 +20,7 @@ from tuning.runner import sweep
 
 @command
 def tune(
-    task: Annotated[Optional[str], typer.Option("--task", "-t", help="task name, e.g. sentiment")] = None,
+    task: Annotated[Optional[TaskName], typer.Option("--task", "-t", help="the task")] = None,
     data: Annotated[Optional[Path], path_option("--data", help="the task's data folder (challenge layout)")] = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="number of trials")] = 20,
     store: Store = None,
