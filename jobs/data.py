@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from facelab.converters import converter_names
 from facelab.tasks import get_task
 from jobs.common import DataRoot, Task, command, emit, path_option
+
+# what `data convert` builds: the converters the tasks declare (`Task.converters`), e.g. mask-voc for mask
+ConverterName = enum.StrEnum("ConverterName", {name: name for name in converter_names()})
 
 app = typer.Typer(help="Make data in the challenge layouts.", no_args_is_help=True)
 
@@ -30,7 +35,7 @@ def synth(
 @app.command()
 @command
 def convert(
-    task: Task,
+    task: Annotated[ConverterName, typer.Option("--task", "-t", help="the converter (a task's, or mask-voc)")],
     out: Annotated[Path, path_option("--out", help="folder to write the challenge-layout data set into")],
     data_root: DataRoot = None,
     n: Annotated[Optional[int], typer.Option("--n", min=1, help="size where the converter takes one (e.g. crowds)")] = None,

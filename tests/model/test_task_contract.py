@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from facelab.converters import converter_names
 from facelab.errors import FacelabError
 from facelab.predict import predict_dataset, predict_rows
 from facelab.store import ModelStore
@@ -48,6 +49,7 @@ def test_declarations(name):
     assert task.report_split is None or task.report_split in task.fit_splits
     for body in task.actions.values():
         assert issubclass(body, BaseModel)
+    assert set(task.converters) <= set(converter_names())
     space = spaces.for_task(task)
     points = points_to_evaluate(space, task.default_config, {})
     check_space(task, space, {}, points)  # every key a sweep can draw exists in the config model
@@ -84,6 +86,11 @@ def test_fit_predict_and_serve(name, ray_local, contract_store, tmp_path_factory
         task.Response.model_validate(answer)
     with pytest.raises((ValidationError, UploadError, FacelabError)):
         answer_request(task, predictor, bad)
+
+
+def test_every_converter_belongs_to_one_task():
+    declared = [name for task in task_names() for name in get_task(task).converters]
+    assert sorted(declared) == sorted(converter_names())
 
 
 def test_a_response_that_breaks_its_model_is_caught():

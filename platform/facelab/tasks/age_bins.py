@@ -71,6 +71,7 @@ class AgeBinsTask(YoloTask):
     reference = "000 AI Blitz XIII, 2: age bins"
     metric = "f1_weighted"
     mode = "max"
+    converters = ("age-bins",)
     kind = "classify"
     Config = AgeBinsConfig
     # `facelab demo` trains once with this (minutes on a laptop CPU); `facelab tune` sweeps in earnest

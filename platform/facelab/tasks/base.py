@@ -35,7 +35,7 @@ class Task(ABC):
 
     # --- data --------------------------------------------------------------------------------
     format_name: ClassVar[str | None] = None  # another task's data format (a second method), else the task's own
-    converter: ClassVar[str | None] = None  # facelab.converters module that builds the layout from real faces
+    converters: ClassVar[tuple[str, ...]] = ()  # `facelab data convert` names that build the layout from real faces
     # (folder under the data root, converter options): `facelab demo` converts a few real faces when the
     # data root holds that folder, instead of taking `demo_data`'s synthetic set
     demo_conversion: ClassVar[tuple[str, dict[str, Any]] | None] = None

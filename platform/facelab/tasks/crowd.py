@@ -246,6 +246,7 @@ class CrowdTask(Task):
     reference = "000 AI Blitz XIII, 4: find the missing face in the crowd"
     metric = "accuracy"
     mode = "max"
+    converters = ("crowd",)
     Config = CrowdConfig
     fit_splits = ("test",)
     predict_batch_size: ClassVar[int] = 1  # one crowd (101 faces) per predictor call, spread over the actors

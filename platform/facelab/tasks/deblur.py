@@ -240,6 +240,7 @@ class DeblurTask(TorchTask):
     reference = "000 AI Blitz XIII, 5: face de-blurring"
     metric = "val_ssim"
     mode = "max"
+    converters = ("deblur",)
     Config = DeblurConfig
     demo_config: ClassVar[dict] = {"arch": "resnet", "channels": 16, "blocks": 2, "epochs": 2, "batch_size": 4,
                                    "crop": 64, "lr": 2e-3}

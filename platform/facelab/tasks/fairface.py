@@ -265,6 +265,7 @@ class FairFaceTask(PreparedTorchTask):
     reference = "004 FairFace from face embeddings: multi-head MLP, summed cross-entropies"
     metric = METRIC
     mode = "max"
+    converters = ("fairface",)
     Config = FairFaceConfig
     demo_config: ClassVar[dict] = {"epochs": 10, "width": 128, "baselines": False}
     Request = FairFaceRequest

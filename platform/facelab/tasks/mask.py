@@ -75,6 +75,7 @@ class MaskTask(MaskAnswers, YoloTask):
     reference = "000 AI Blitz XIII, 3: mask type and box"
     metric = "ap50"
     mode = "max"
+    converters = ("mask-voc",)
     kind = "detect"
     Config = MaskConfig
     # `facelab demo` trains once with this (minutes on a laptop CPU); `facelab tune` sweeps in earnest

@@ -165,6 +165,7 @@ class OcclusionTask(TorchTask):
     reference = "001 Face occlusion (IDEMIA x Telecom Paris 2024): ResNet-18, level/gender-weighted MSE, colour/grey ensemble"
     metric = "score"
     mode = "min"
+    converters = ("occlusion",)
     fit_splits = ("train",)
     Config = OcclusionConfig
     # what `facelab demo` and CPU smoke runs override (a few minutes on a laptop)

@@ -82,6 +82,7 @@ class SentimentTask(Task):
     reference = "000 AI Blitz XIII, 1: sentiment classification"
     metric = "f1_weighted"
     mode = "max"
+    converters = ("sentiment",)
     Config = SentimentConfig
     Request = SentimentRequest
     Answer = LabelProbabilities

@@ -70,6 +70,7 @@ class TracksTask(PreparedTorchTask):
     reference = "003 MCS2019, 1st place: PCA-200 + softmax-code aggregator"
     metric = METRIC
     mode = "max"
+    converters = ("tracks",)
     Config = TracksConfig
     demo_config: ClassVar[dict] = {"epochs": 3}
     fit_splits = ("train",)

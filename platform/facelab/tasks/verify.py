@@ -218,6 +218,7 @@ class VerifyTask(Task):
     reference = "002 HexaFace, 5.3: face verification on AT&T/ORL pairs (distance + threshold)"
     metric = "accuracy"
     mode = "max"
+    converters = ("verify",)
     Config = VerifyConfig
     fit_splits = ("pairs",)
     submit_split = "pairs"
