@@ -74,3 +74,21 @@ def data_root() -> Path:
 @pytest.fixture
 def store_uri(tmp_path) -> str:
     return str(tmp_path / "store")
+
+
+@pytest.fixture
+def facelab_cli():
+    """Run a `facelab` command in-process; its stdout must be exactly one JSON object (what `| jq`
+    reads), which comes back parsed."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    def invoke(*args: str) -> dict:
+        result = CliRunner().invoke(app, list(args))
+        assert result.exit_code == 0, f"facelab {' '.join(args)} exited {result.exit_code}:\n{result.output[-3000:]}"
+        return json.loads(result.stdout)
+
+    return invoke
