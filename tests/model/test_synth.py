@@ -120,9 +120,10 @@ def test_gender_shares_by_the_head(monkeypatch):
         def __call__(self, batch):
             return {"gender": (batch["image"].mean(axis=(1, 2, 3)) > 127).astype(int)}
 
-    monkeypatch.setattr(ModelStore, "load", lambda self, task, run_id=None: types.SimpleNamespace(
+    monkeypatch.setattr(ModelStore, "load", lambda self, task, run_id=None, **kw: types.SimpleNamespace(
         run_id="r1", model_dir="unused"))
-    monkeypatch.setattr("facelab.tasks.get_task", lambda name: types.SimpleNamespace(predictor_class=Head))
+    monkeypatch.setattr("jobs.synth.get_task", lambda name: types.SimpleNamespace(predictor_class=Head,
+                                                                                config=lambda c, **kw: c))
     head = gender_head("unused")
     assert isinstance(head, GenderHead) and head.run_id == "r1"
     bright, dark = np.full((64, 64, 3), 200, np.uint8), np.full((64, 64, 3), 50, np.uint8)
