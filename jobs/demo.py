@@ -137,7 +137,7 @@ def _numbers(values: dict, first: str, n: int = 2) -> str:
                      for k in keys[:n])
 
 
-def _demo_data(task, out: Path) -> Path:
+def demo_data(task, out: Path) -> Path:
     """The task's demo data: a few real faces converted from the data root when the task declares
     such a conversion (`demo_conversion`) and the data root holds them, else its own synthetic set
     in `out`. Real faces are not redistributable, so their conversion goes to facelab's cache
@@ -165,7 +165,7 @@ def _run_task(outcome: Outcome, out: Path, store: str, samples: int, progress: P
 
     task = get_task(outcome.task)
     with progress.stage(outcome, "data") as note:
-        outcome.data = Path(_demo_data(task, out / "data" / task.name)).resolve()
+        outcome.data = Path(demo_data(task, out / "data" / task.name)).resolve()
         note["text"] = outcome.cells["data"] = _size(outcome.data)
     if outcome.status != "ok":
         return
