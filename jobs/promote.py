@@ -20,23 +20,28 @@ def promote(
     """Promote RUN: serving and submissions of TASK load it from now on."""
     from facelab.store import ModelStore
 
-    ModelStore(paths.store_uri(store)).promote(task, run)
-    emit({"task": task, "promoted": run})
+    record = ModelStore(paths.store_uri(store)).promote(task, run)
+    emit({"task": task, "promoted": run, "previous": record["previous"]})
 
 
 @command
 def runs(task: Task, store: Store = None) -> None:
-    """List TASK's stored runs with their metrics, and which one is promoted."""
+    """List TASK's stored runs with their metrics, and which one is promoted. A run whose manifest
+    is torn, edited or missing is listed under "unreadable" (one line each); the others still show."""
     from facelab.store import ModelStore
 
     model_store = ModelStore(paths.store_uri(store))
+    unreadable = []
     try:
         winner = model_store.promoted(task)
-    except FacelabError:
+    except FacelabError as exc:
         winner = None
+        if "no promoted model" not in str(exc):
+            unreadable.append(str(exc))
+    manifests, problems = model_store.scan(task)
     emit({"task": task, "promoted": winner, "runs": [
-        {"run_id": m["run_id"], "created": m["created"], "metrics": m["metrics"], "model": m["config"].get("model")}
-        for m in model_store.runs(task)]})
+        {"run_id": m["run_id"], "created": m.get("created"), "metrics": m.get("metrics"), "model": (m.get("config") or {}).get("model")}
+        for m in manifests], "unreadable": unreadable + problems})
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def test_runs_lists_stored_runs_and_the_winner(tmp_path):
     model.mkdir()
     (model / "w").write_text("x")
     assert json.loads(runner.invoke(app, ["runs", "--task", "sentiment", "--store", store.uri]).output) == {
-        "task": "sentiment", "promoted": None, "runs": []}
+        "task": "sentiment", "promoted": None, "runs": [], "unreadable": []}
     run_id = store.save("sentiment", model, config={"model": "svc"}, metrics={"f1": 0.5}, data_fingerprint="d")
     assert runner.invoke(app, ["promote", "--task", "sentiment", "--run", run_id, "--store", store.uri]).exit_code == 0
     listed = json.loads(runner.invoke(app, ["runs", "--task", "sentiment", "--store", store.uri]).output)
