@@ -9,15 +9,63 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facelab.atomic import replacing
 from facelab.config import absolute
+from facelab.errors import BadRow, DataError
 from facelab.formats import write_bad_rows
+from facelab.formats.base import FILE, ROW
 from facelab.store import ModelStore
 from facelab.tasks import Task, get_task
 
 
-def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None = None, batch_size: int = 256) -> pd.DataFrame:
+class BadRowSink:
+    """Collects the rows a guarded predictor could not predict (a Ray actor, so any node reaches it)."""
+
+    def __init__(self):
+        self.rows: list[BadRow] = []
+
+    def add(self, rows: list[BadRow]) -> None:
+        self.rows.extend(rows)
+
+    def all(self) -> list[BadRow]:
+        return sorted(self.rows, key=lambda b: (b.file, b.row))
+
+
+class GuardedPredictor:
+    """A task's batch predictor that loses one row, never a batch: when a batch fails, its rows go
+    through one at a time and each row that fails is reported to `sink` with its file, line and
+    the error (the other rows' predictions go on)."""
+
+    def __init__(self, predictor_class, model_dir: str, sink):
+        self.predictor = predictor_class(model_dir)
+        self.sink = sink
+
+    def __call__(self, batch: dict) -> dict:
+        try:
+            return self.predictor(batch)
+        except Exception:  # noqa: BLE001 - find the row(s) that fail
+            pass
+        outputs, bad = [], []
+        rows = len(next(iter(batch.values())))
+        for i in range(rows):
+            try:
+                outputs.append(self.predictor({key: value[i:i + 1] for key, value in batch.items()}))
+            except Exception as exc:  # noqa: BLE001 - that row's problem, reported with it
+                bad.append(BadRow(str(batch[FILE][i]) if FILE in batch else "-", int(batch[ROW][i]) if ROW in batch else i + 1,
+                                  "-", f"prediction failed ({type(exc).__name__}: {' '.join(str(exc).split())})"))
+        import ray
+
+        ray.get(self.sink.add.remote(bad))
+        if not outputs:
+            return {}
+        return {key: np.concatenate([np.asarray(out[key]) for out in outputs]) for key in outputs[0]}
+
+
+def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None = None, batch_size: int = 256,
+                    sink=None) -> pd.DataFrame:
     """Run the task's batch predictor over a Dataset with a pool of actors (one model each);
-    rows come back in their input order (by `_row`)."""
+    rows come back in their input order (by `_row`). With `sink` (a BadRowSink actor), a row the
+    predictor fails on is left out and reported there instead of failing the job."""
     import ray
 
     actors = actors or max(1, min(4, (os.cpu_count() or 2) // 2))
@@ -30,9 +78,12 @@ def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None 
         # actor gets work; materialized first, so the actors may hold every CPU without starving it
         batch_size = rows_per_call
         dataset = dataset.repartition(target_num_rows_per_block=rows_per_call).materialize()
+    predictor, kwargs = task.predictor_class, {"model_dir": str(model_dir)}
+    if sink is not None:
+        predictor, kwargs = GuardedPredictor, {"predictor_class": task.predictor_class, "sink": sink, **kwargs}
     predicted = dataset.map_batches(
-        task.predictor_class,
-        fn_constructor_kwargs={"model_dir": str(model_dir)},
+        predictor,
+        fn_constructor_kwargs=kwargs,
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
@@ -71,16 +122,34 @@ def _gpus_for(task: Task) -> int:
 def submit(task_name: str, data_dir: Path, out: Path, store_uri: str, *, run_id: str | None = None,
            skip_bad: bool = False, actors: int | None = None) -> dict:
     """`facelab submit`: the promoted (or given) run predicts the test split; the submission is
-    written in the challenge layout, and rejected rows go to `<out>.bad_rows.csv`."""
+    written in the challenge layout, and rejected rows go to `<out>.bad_rows.csv`. A row is
+    rejected when the reader finds it malformed or the predictor fails on it; without `skip_bad`
+    the first one stops the job (after the rows were read and predicted, so every one is named).
+    The submission and the side file are written to temporary names and renamed: a killed job
+    leaves the old files or the new ones, and a rerun starts clean."""
+    import ray
+
     task = get_task(task_name)
     data_dir, out = absolute(data_dir), absolute(out)  # the predictor actors run in another working directory
     run = ModelStore(store_uri).load(task.name, run_id, check_config=task.config)
     read = task.format.read(data_dir, task.submit_split, skip_bad=skip_bad)
+    sink = ray.remote(num_cpus=0)(BadRowSink).remote()
     started = time.perf_counter()
-    predictions = predict_dataset(task, run.model_dir, read.dataset, actors=actors)
+    predictions = predict_dataset(task, run.model_dir, read.dataset, actors=actors, sink=sink)
     seconds = time.perf_counter() - started
-    written = task.format.write_submission(task.predictions_frame(predictions), out, data=data_dir)
-    bad_file = write_bad_rows(read.bad, Path(f"{out}.bad_rows.csv"))
-    return {"submission": str(written), "run_id": run.run_id, "rows": len(predictions), "bad_rows": len(read.bad),
+    failed = ray.get(sink.all.remote())
+    ray.kill(sink)
+    bad = sorted(read.bad + failed, key=lambda b: (b.file, b.row))
+    if failed and not skip_bad:
+        raise DataError(failed[0], failed)
+    bad_path = Path(f"{out}.bad_rows.csv")
+    with replacing(out) as tmp:
+        written = task.format.write_submission(task.predictions_frame(predictions), tmp, data=data_dir,
+                                               complete=not bad)
+        written = out / written.relative_to(tmp) if written != tmp else out
+    bad_file = write_bad_rows(bad, bad_path)
+    if bad_file is None:
+        bad_path.unlink(missing_ok=True)  # a side file of an earlier run would name rows this one kept
+    return {"submission": str(written), "run_id": run.run_id, "rows": len(predictions), "bad_rows": len(bad),
             "bad_rows_file": str(bad_file) if bad_file else None,
             "seconds": round(seconds, 2), "rows_per_second": round(len(predictions) / seconds, 3) if seconds else None}

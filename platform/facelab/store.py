@@ -49,6 +49,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from facelab.atomic import write_bytes_atomic
 from facelab.errors import FacelabError
 
 try:
@@ -62,6 +63,7 @@ PROMOTED = "promoted.json"
 PROMOTIONS = "promotions"
 KEY_ENV = "FACELAB_STORE_KEY"
 SEAL_KEYS = ("digest", "signature")
+READ_RETRIES = 5  # an object store's read that raced a rewrite is tried again this many times
 STALE_SECONDS = 3600  # a temporary folder older than this is left over from a killed process
 
 
@@ -108,28 +110,10 @@ def _canonical(value: dict) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
 
 
-def write_local_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename: a reader
-    (or a process killed midway) sees the old file or the new one, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _put(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     """One whole file: renamed into place on a local disk, one upload on an object store."""
     if isinstance(fs, pafs.LocalFileSystem):
-        write_local_atomic(path, data)
+        write_bytes_atomic(path, data)
         return
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as fh:  # the object appears, whole, when the upload completes
@@ -228,7 +212,17 @@ class ModelStore:
         return value
 
     def _read_json(self, path: str) -> dict:
-        """A sealed JSON file, checked; anything wrong with it is one FacelabError naming it."""
+        """A sealed JSON file, checked; anything wrong with it is one FacelabError naming it. On an
+        object store a read that races a rewrite can mix the two versions (pyarrow asks for the
+        size, then the bytes), which the parse or the digest catches: such a read is retried."""
+        for attempt in range(0 if self.local else READ_RETRIES):
+            try:
+                return self._read_json_once(path)
+            except FacelabError:
+                time.sleep(0.01 * (attempt + 1))
+        return self._read_json_once(path)
+
+    def _read_json_once(self, path: str) -> dict:
         try:
             with self.fs.open_input_stream(path) as fh:
                 raw = fh.read()
@@ -281,7 +275,7 @@ class ModelStore:
                 for name, path in files.items():
                     (tmp / "model" / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(path, tmp / "model" / name)
-                write_local_atomic(tmp / MANIFEST, self._seal(manifest))
+                write_bytes_atomic(tmp / MANIFEST, self._seal(manifest))
                 os.rename(tmp, dest)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -73,9 +73,11 @@ class AgeBinsFormat(Format):
         return validated(ray.data.from_pandas(rows), lambda r: _check_row(r, labelled=labelled), _parse_batch,
                          skip_bad=skip_bad)
 
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
         frame = pd.DataFrame({ID: predictions["image_id"].astype(str), "age": list(predictions["label"])})
-        return write_keyed_csv(frame, out, template=Path(data) / "sample_submission.csv" if data else None)
+        return write_keyed_csv(frame, out, template=Path(data) / "sample_submission.csv" if data else None,
+                               complete=complete)
 
     def score(self, submission: Path, truth: Path) -> dict[str, float]:
         sub, ref = join_submission(submission, truth, ["age"])

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
+from facelab.atomic import replacing
 from facelab.errors import BadRow, DataError, FieldError
 
 ROW = "_row"
@@ -49,8 +49,11 @@ class Format(ABC):
         """Read one split of the layout under `root` as a Ray Dataset."""
 
     @abstractmethod
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
-        """Write predictions (columns documented per format) in the challenge's submission layout."""
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
+        """Write predictions (columns documented per format) in the challenge's submission layout.
+        `complete=False` (a --skip-bad job that rejected rows): rows of the test listing with no
+        prediction are left out instead of refused; their reasons are in the job's side file."""
 
     @abstractmethod
     def score(self, submission: Path, truth: Path) -> dict[str, float]:
@@ -75,43 +78,66 @@ def read_table(
     required: Iterable[str],
     *,
     delimiter: str = ",",
+    malformed: str = "raise",
 ) -> pa.Table:
-    """Read a CSV with every column as text, add `_file` and `_row` (1-based file line).
+    """Read a CSV with every column as text, add `_file` and `_row` (the row's true 1-based line in
+    the file: blank lines are skipped but still counted).
 
-    A missing file or column is a DataError that names the file and the column.
+    A missing file or column is a DataError that names the file and the column. A row with the
+    wrong number of fields (an extra comma, a missing one) is, by `malformed`: "raise", a DataError
+    naming its line; "mark", kept with an `_error` column (every row gets one, "" when fine) that
+    `validated` reports as that row's problem; "skip", left out (its reader reported it already).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(BadRow(str(path), 0, "-", "file not found"))
+    rows, lines, errors = [], [], []
     try:
-        with open(path, newline="") as fh:
-            header = next(csv.reader(fh, delimiter=delimiter), [])
-        table = pacsv.read_csv(
-            path,
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in header},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, delimiter=delimiter)
+            header = next(reader, [])
+            for row in reader:
+                if not row or (len(row) != len(header) and not any(value.strip() for value in row)):
+                    continue  # a blank line
+                error = ""
+                if len(row) != len(header):
+                    bad = BadRow(str(path), reader.line_num, "-",
+                                 f"{len(row)} fields where the header has {len(header)} ({delimiter!r}-separated)")
+                    if malformed == "raise":
+                        raise DataError(bad)
+                    if malformed == "skip":
+                        continue
+                    error = json.dumps([bad.field, bad.reason])
+                    row = (row + [""] * len(header))[:len(header)]
+                rows.append(row)
+                lines.append(reader.line_num)
+                errors.append(error)
+    except (csv.Error, UnicodeDecodeError) as exc:
         raise DataError(BadRow(str(path), 0, "-", f"not a readable CSV: {exc}")) from exc
+    if len(set(header)) != len(header):
+        raise DataError(BadRow(str(path), 1, "-", f"repeated column names {header}"))
     for name in required:
-        if name not in table.column_names:
-            raise DataError(BadRow(str(path), 1, name, f"missing column (found {table.column_names})"))
-    table = table.append_column(FILE, pa.array([str(path)] * table.num_rows, pa.string()))
-    return table.append_column(ROW, pa.array(range(2, table.num_rows + 2), pa.int64()))
+        if name not in header:
+            raise DataError(BadRow(str(path), 1, name, f"missing column (found {header})"))
+    columns = {name: pa.array([row[i] for row in rows], pa.string()) for i, name in enumerate(header)}
+    table = pa.table({**columns, FILE: pa.array([str(path)] * len(rows), pa.string()),
+                      ROW: pa.array(lines, pa.int64())})
+    return table.append_column(ERROR, pa.array(errors, pa.string())) if malformed == "mark" else table
 
 
 def _mark_batch(batch: pd.DataFrame, check_row: Callable[[dict], None]) -> pd.DataFrame:
     errors = []
     for record in batch.to_dict("records"):
+        if record.get(ERROR):  # found while reading the file (e.g. a wrong number of fields)
+            errors.append(record[ERROR])
+            continue
         try:
             check_row(record)
             errors.append("")
         except FieldError as exc:
             errors.append(json.dumps([exc.field, exc.reason]))
+        except Exception as exc:  # noqa: BLE001 - any problem of one row is that row's, never the job's
+            errors.append(json.dumps(["-", f"{type(exc).__name__}: {' '.join(str(exc).split())}"]))
     batch[ERROR] = errors
     return batch
 
@@ -149,8 +175,8 @@ def write_bad_rows(bad: list[BadRow], path: Path) -> Path | None:
     if not bad:
         return None
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame([b.as_dict() for b in bad], columns=["file", "row", "field", "reason"]).to_csv(path, index=False)
+    with replacing(path) as tmp:
+        pd.DataFrame([b.as_dict() for b in bad], columns=["file", "row", "field", "reason"]).to_csv(tmp, index=False)
     return path
 
 

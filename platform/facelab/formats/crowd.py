@@ -84,12 +84,13 @@ class CrowdFormat(Format):
         })
         return validated(ray.data.from_pandas(rows), _check_row, skip_bad=skip_bad)
 
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
         targets = np.asarray(predictions["target"], dtype=int)
         if ((targets < 0) | (targets >= N_FACES)).any():
             raise ValueError(f"targets must be 0..{N_FACES - 1}")
         frame = pd.DataFrame({ID: predictions["image_id"].astype(str).to_numpy(), "target": targets})
-        return write_keyed_csv(frame, out, template=Path(data) / "missing" if data else None)
+        return write_keyed_csv(frame, out, template=Path(data) / "missing" if data else None, complete=complete)
 
     def score(self, submission: Path, truth: Path) -> dict[str, float]:
         sub, ref = join_submission(submission, truth, ["target"])

@@ -179,7 +179,8 @@ class DetectFormat(Format):
             raise DataError(BadRow(str(root), 0, "images", "no images found"))
         return validated(ray.data.from_items(rows), _check_row, _parse_batch, skip_bad=skip_bad)
 
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
         """`predictions`: one row per detected face in COLUMNS (see `detections_frame`)."""
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)

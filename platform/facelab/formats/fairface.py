@@ -115,7 +115,7 @@ class FairFaceFormat(Format):
         if split not in FILES:
             raise DataError(BadRow(str(root), 0, "-", f"unknown split '{split}' (have {', '.join(FILES)})"))
         root, labelled = Path(root), split != "test"
-        table = read_table(root / FILES[split], ["file", *ATTRIBUTES] if labelled else ["file"])
+        table = read_table(root / FILES[split], ["file", *ATTRIBUTES] if labelled else ["file"], malformed="mark")
         table, dim, source = join_embeddings(table, root, "file")
         labels = label_sets(root)
         return validated(
@@ -125,13 +125,16 @@ class FairFaceFormat(Format):
             skip_bad=skip_bad,
         )
 
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
         out = Path(out)
         frame = _columns(predictions, "predictions", ["file", *ATTRIBUTES]).reset_index(drop=True)
         _check_labels(frame, "predictions", label_sets(data), first_row=1)
         test = Path(data) / FILES["test"] if data is not None else None
         if test is not None and test.is_file():
-            order = read_table(test, ["file"]).column("file").to_pylist()
+            order = read_table(test, ["file"], malformed="raise" if complete else "skip").column("file").to_pylist()
+            if not complete:
+                order = [name for name in order if name in set(frame["file"])]
             position = _positions(frame, "predictions", first_row=1)
             for i, name in enumerate(order):
                 if name not in position:

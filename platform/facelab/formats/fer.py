@@ -177,7 +177,8 @@ class FerFormat(Format):
         return validated(ray.data.from_pandas(rows), lambda r: _check_row(r, root),
                          lambda b: _parse_batch(b, root), skip_bad=skip_bad)
 
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
         out = Path(out)
         labels = predictions["label"].astype(str)
         unknown = ~labels.isin(EMOTIONS)

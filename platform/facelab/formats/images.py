@@ -78,7 +78,7 @@ def image_rows(root: Path, split: str, columns: Sequence[str]) -> pd.DataFrame:
     root = Path(root).resolve()
     labelled = split != "test"
     table = read_table(root / (f"{split}.csv" if labelled else "sample_submission.csv"),
-                       columns if labelled else [ID])
+                       columns if labelled else [ID], malformed="mark")
     frame = table.to_pandas()
     frame["path"] = [str(root / split / f"{image_id}.jpg") for image_id in frame[ID]]
     return frame
@@ -96,10 +96,11 @@ def check_label(value: str, field: str, allowed: Sequence[str]) -> None:
 
 # --- ImageID-keyed submission CSVs ------------------------------------------------------
 
-def write_keyed_csv(frame: pd.DataFrame, out: Path, *, template: Path | None = None) -> Path:
+def write_keyed_csv(frame: pd.DataFrame, out: Path, *, template: Path | None = None, complete: bool = True) -> Path:
     """Write `frame` (ImageID first) as a CSV. With a template, in its order, and each of its
     ImageIDs must have a row in `frame`: a CSV (the sample submission; a missing id names its
-    line) or a folder of `<ImageID>.jpg` (sorted; a missing id names its 1-based index)."""
+    line) or a folder of `<ImageID>.jpg` (sorted; a missing id names its 1-based index); with
+    `complete=False` the template's ids without a row are left out."""
     out = Path(out)
     if frame[ID].duplicated().any():
         dup = frame[ID][frame[ID].duplicated()].iloc[0]
@@ -107,13 +108,17 @@ def write_keyed_csv(frame: pd.DataFrame, out: Path, *, template: Path | None = N
     template = Path(template) if template is not None else None
     if template is not None and (template.is_file() or template.is_dir()):
         if template.is_dir():
-            wanted, first_row = pd.Series([n[:-4] for n in jpeg_names(template)], dtype=str), 1
+            wanted = pd.Series([n[:-4] for n in jpeg_names(template)], dtype=str)
+            lines = np.arange(1, len(wanted) + 1)
         else:
-            wanted, first_row = pd.read_csv(template, dtype=str, keep_default_na=False)[ID], 2
+            rows = read_table(template, [ID], malformed="raise" if complete else "skip").to_pandas()
+            wanted, lines = rows[ID], rows[ROW].to_numpy()
         missing = ~wanted.isin(frame[ID])
-        if missing.any():
+        if not complete:
+            wanted = wanted[~missing].reset_index(drop=True)
+        elif missing.any():
             i = int(np.flatnonzero(missing)[0])
-            raise DataError(BadRow(str(template), i + first_row, ID,
+            raise DataError(BadRow(str(template), int(lines[i]), ID,
                                    f"no prediction for ImageID '{wanted[i]}' ({int(missing.sum())} missing)"))
         frame = frame.set_index(ID).loc[list(wanted)].reset_index()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -130,7 +130,8 @@ class MaskFormat(Format):
         return validated(ray.data.from_pandas(rows), lambda r: _check_row(r, labelled=labelled, labels=labels),
                          _parse_batch, skip_bad=skip_bad)
 
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
         if "confidence" in predictions:
             predictions = predictions.sort_values("confidence", ascending=False, kind="stable")
             predictions = predictions.drop_duplicates("image_id")
@@ -139,7 +140,8 @@ class MaskFormat(Format):
             "bbox": [format_bbox(b) for b in predictions["box"]],
             "masktype": predictions["label"].to_numpy(),
         })
-        return write_keyed_csv(frame, out, template=Path(data) / "sample_submission.csv" if data else None)
+        return write_keyed_csv(frame, out, template=Path(data) / "sample_submission.csv" if data else None,
+                               complete=complete)
 
     def score(self, submission: Path, truth: Path) -> dict[str, float]:
         sub, ref = join_submission(submission, truth, ["bbox", "masktype"])

@@ -130,7 +130,7 @@ class OcclusionFormat(Format):
             raise DataError(BadRow(str(root), 0, "-", f"unknown split '{split}' (have {', '.join(FILES)})"))
         root = Path(root).resolve()
         table = read_table(root / FILES[split], ["filename", *LABELS] if split == "train" else ["filename"],
-                           delimiter=" ")
+                           delimiter=" ", malformed="mark")
         images = root / IMAGES
         return validated(
             ray.data.from_arrow(table),
@@ -139,14 +139,17 @@ class OcclusionFormat(Format):
             skip_bad=skip_bad,
         )
 
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
         out = Path(out)
         values = list(predictions["occlusion"])
         if data is not None:
             test_path = Path(data) / FILES["test"]
-            order = read_table(test_path, ["filename"], delimiter=" ").column("filename").to_pylist()
+            order = read_table(test_path, ["filename"], delimiter=" ",
+                               malformed="raise" if complete else "skip").column("filename").to_pylist()
             if "filename" in predictions:
                 by_name = dict(zip(predictions["filename"], values))
+                order = order if complete else [name for name in order if name in by_name]
                 for i, name in enumerate(order):
                     if name not in by_name:
                         raise DataError(BadRow(str(test_path), i + 2, "filename", f"no prediction for '{name}'"))

@@ -15,7 +15,7 @@ import pandas as pd
 
 from facelab import metrics
 from facelab.errors import BadRow, DataError, FieldError
-from facelab.formats.base import Format, Read, read_table, require_file, split_sizes, validated
+from facelab.formats.base import ROW, Format, Read, read_table, require_file, split_sizes, validated
 from facelab.formats.embeddings import parse_vector_text
 
 DIM = 512
@@ -44,7 +44,8 @@ class SentimentFormat(Format):
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
         import ray
 
-        table = read_table(Path(root) / f"{split}.csv", ["embeddings"] if split == "test" else ["embeddings", "label"])
+        table = read_table(Path(root) / f"{split}.csv", ["embeddings"] if split == "test" else ["embeddings", "label"],
+                           malformed="mark")
         labelled = split != "test"
         return validated(
             ray.data.from_arrow(table),
@@ -53,7 +54,8 @@ class SentimentFormat(Format):
             skip_bad=skip_bad,
         )
 
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
         out = Path(out)
         template_path = Path(data) / "sample_submission.csv" if data else None
         if template_path and template_path.is_file():
@@ -61,8 +63,13 @@ class SentimentFormat(Format):
         else:
             template = pd.DataFrame({"embeddings": ["[]"] * len(predictions)})
         if "_row" in predictions:  # rows rejected with --skip-bad stay in place, unlabelled
+            test = Path(data) / "test.csv" if data else None
+            # `_row` is a line of test.csv; blank lines there are no rows of the template
+            lines = read_table(test, [], malformed="mark")[ROW].to_pylist() if test and test.is_file() else \
+                list(range(2, len(template) + 2))
+            position = {line: i for i, line in enumerate(lines)}
             labels = pd.Series("", index=template.index, dtype=object)
-            labels[predictions["_row"].to_numpy() - 2] = predictions["label"].to_numpy()
+            labels[[position[int(line)] for line in predictions["_row"]]] = predictions["label"].to_numpy()
         elif len(template) == len(predictions):
             labels = list(predictions["label"])
         else:

@@ -120,7 +120,8 @@ class SynthFormat(UTKFaceFormat):
             FILE: pa.array([str(root)] * count), ROW: pa.array(np.arange(1, count + 1), pa.int64()),
             "seed": pa.array(np.arange(count), pa.int64()), "n": pa.array(np.ones(count, np.int64))}))
 
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
         return write_samples(list(predictions["png"]), [int(s) for s in predictions["seed"]], Path(out))
 
     def score(self, submission: Path, truth: Path, *, gender=None) -> dict[str, float]:

@@ -206,7 +206,8 @@ class TracksFormat(Format):
         csv, npy = LAYOUTS[split].references
         return load_references(Path(root) / csv, Path(root) / npy)
 
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
         out = Path(out)
         path = out if out.suffix == ".npy" else out / SUBMISSION
         ids, vectors = list(predictions["track_id"]), list(predictions["descriptor"])
@@ -222,6 +223,7 @@ class TracksFormat(Format):
         if data is not None:
             order_path = Path(data) if Path(data).is_file() else Path(data) / LAYOUTS["test"].order
             order = read_table(order_path, ["track_id"]).column("track_id").to_pylist()
+            order = order if complete else [track for track in order if track in checked]
             for i, track in enumerate(order):
                 if track not in checked:
                     raise DataError(BadRow(str(order_path), i + 2, "track_id", f"no descriptor for track '{track}'"))

@@ -175,7 +175,8 @@ class UTKFaceFormat(Format):
         files = table.column("file").to_pylist()
         return [f for f, s in zip(files, split_names(files)) if s == "test"]
 
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
         out = Path(out)
         for column in COLUMNS:
             if column not in predictions:
@@ -183,7 +184,7 @@ class UTKFaceFormat(Format):
         frame = predictions[list(COLUMNS)].reset_index(drop=True)
         if data is not None:
             position = {name: i for i, name in enumerate(frame["file"])}
-            order = self.test_order(data)
+            order = [name for name in self.test_order(data) if complete or name in position]
             for i, name in enumerate(order):
                 if name not in position:
                     raise DataError(BadRow(str(data), i + 1, "file", f"no prediction for test file '{name}'"))

@@ -139,11 +139,12 @@ class VerifyFormat(Format):
         if split not in self.splits:
             raise ValueError(f"the verify layout has one split, 'pairs', not '{split}'")
         root = Path(root).resolve()
-        frame = read_table(root / PAIRS, COLUMNS).to_pandas()
+        frame = read_table(root / PAIRS, COLUMNS, malformed="mark").to_pandas()
         frame["_root"] = str(root)
         return validated(ray.data.from_pandas(frame), _check_row, _parse_batch, skip_bad=skip_bad)
 
-    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None) -> Path:
+    def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
+                         complete: bool = True) -> Path:
         frame = pd.DataFrame({"fold": predictions["fold"], "file_a": predictions["file_a"], "file_b": predictions["file_b"],
                               "same": np.asarray(predictions["same"]).astype(bool).astype(int)})
         if "distance" in predictions:
