@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from facelab.atomic import replacing
 from facelab.errors import FacelabError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".bmp")
@@ -175,6 +176,14 @@ class _Progress:
             self.bar.close()
 
 
+def _write_part(table, path: Path) -> None:
+    """A part appears whole or not at all (a killed job leaves a hidden temporary, which no glob sees)."""
+    import pyarrow.parquet as pq
+
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp)
+
+
 def _done_files(parts: Path) -> set[str]:
     import pyarrow.parquet as pq
 
@@ -236,10 +245,10 @@ def _compute(root: Path, todo: list[str], options: EmbedOptions, parts: Path, *,
         pending.append(table)
         bar.update(len(set(table["file"].to_pylist())))
         if sum(t.num_rows for t in pending) >= flush_rows:
-            pq.write_table(pa.concat_tables(pending), parts / f"part-{part:05d}.parquet")
+            _write_part(pa.concat_tables(pending), parts / f"part-{part:05d}.parquet")
             pending, part = [], part + 1
     if pending:
-        pq.write_table(pa.concat_tables(pending), parts / f"part-{part:05d}.parquet")
+        _write_part(pa.concat_tables(pending), parts / f"part-{part:05d}.parquet")
     bar.close()
 
 
@@ -269,7 +278,8 @@ def embed_folder(root: Path, out: Path, options: EmbedOptions | None = None, *, 
     table = pa.concat_tables([cached, *(pq.read_table(p, schema=SCHEMA) for p in sorted(parts.glob("part-*.parquet")))])
     table = table.sort_by([("file", "ascending"), ("face", "ascending")])
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.replace_schema_metadata({OPTIONS_KEY: _options_text(options).encode()}), out)
+    with replacing(out) as tmp:
+        pq.write_table(table.replace_schema_metadata({OPTIONS_KEY: _options_text(options).encode()}), tmp)
     shutil.rmtree(parts)
     wanted = pa.array(np.isin(table["file"].to_numpy(zero_copy_only=False), names))
     return summarize(table.filter(wanted), seconds=seconds, computed=len(todo)) | {"out": str(out), "options": asdict(options)}
