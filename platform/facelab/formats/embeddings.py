@@ -73,11 +73,15 @@ def load_matrix(path: Path, *, rows: int | None = None, rows_of: Path | None = N
         raise DataError(BadRow(str(path), 0, "-", "file not found"))
     try:
         matrix = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise DataError(BadRow(str(path), 0, "-", f"not a readable .npy array: {exc}")) from exc
-    if matrix.ndim != 2 or matrix.dtype.kind not in "fiu":
+    except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty file
+        raise DataError(BadRow(str(path), 0, "-", f"not a readable .npy array: {' '.join(str(exc).split())}")) from None
+    if not isinstance(matrix, np.memmap) or matrix.ndim != 2 or matrix.dtype.kind not in "fiu":
         raise DataError(BadRow(str(path), 0, "-", f"expected a 2-D numeric array, found {matrix.dtype} "
                                                   f"with shape {matrix.shape}"))
+    size = os.path.getsize(path)
+    if size != matrix.offset + matrix.nbytes:  # a header that disagrees with the data (bytes lost or added)
+        raise DataError(BadRow(str(path), 0, "-", f"holds {size} bytes but its header describes "
+                                                  f"{matrix.offset + matrix.nbytes} ({matrix.dtype}, {matrix.shape})"))
     if rows is not None and matrix.shape[0] != rows:
         where = f" but {rows_of} has {rows} data rows" if rows_of else f", expected {rows}"
         raise DataError(BadRow(str(path), 0, "-", f"has {matrix.shape[0]} rows{where}; they must be row-aligned"))

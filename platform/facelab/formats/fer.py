@@ -44,7 +44,7 @@ SIZE = 48
 
 def _labelled_rows(root: Path, split: str) -> pd.DataFrame:
     """labels.csv rows of `split` (plus rows of no known Usage), as text with `_file`/`_row`."""
-    frame = read_table(root / LABELS_CSV, COLUMNS).to_pandas()
+    frame = read_table(root / LABELS_CSV, COLUMNS, malformed="mark").to_pandas()
     return frame[(frame["Usage"] == USAGE[split]) | ~frame["Usage"].isin(list(USAGE.values()))]
 
 

@@ -55,7 +55,7 @@ def parse_fraction(text: str | None, field: str) -> float:
 
 
 def _check_image(images: Path, filename: str) -> None:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     name = PurePosixPath(filename)
     if not filename or name.is_absolute() or ".." in name.parts:
@@ -65,8 +65,8 @@ def _check_image(images: Path, filename: str) -> None:
         raise FieldError("filename", f"image not found: {path}")
     try:
         with Image.open(path) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            image.load()  # decoded whole: verify() passes a truncated JPEG
+    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds (OSError, SyntaxError, DecompressionBomb...)
         raise FieldError("filename", f"unreadable image {path}: {exc}") from None
 
 

@@ -45,6 +45,7 @@ DIM = 512  # MCS2019's descriptors; the synthetic generator's dimension
 SUBMISSION = "agg_descriptors.npy"
 TRUTH = "test_truth"
 _TRUE, _FALSE = {"True", "true", "1", "1.0"}, {"False", "false", "0", "0.0"}
+INDEX = "_index"  # a frame's row in the descriptors .npy
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,13 @@ def load_references(csv: Path, npy: Path, dim: int | None = None) -> tuple[np.nd
     table = read_table(csv, ["person_id"])
     matrix = load_matrix(npy, rows=table.num_rows, rows_of=csv, dim=dim)
     people = np.array(table.column("person_id").to_pylist(), dtype=object)
+    lines = table.column("_row").to_pylist()  # true lines: blank lines are counted
     empty = np.flatnonzero([not p.strip() for p in people])
     if len(empty):
-        raise DataError(BadRow(str(csv), int(empty[0]) + 2, "person_id", "empty"))
+        raise DataError(BadRow(str(csv), lines[int(empty[0])], "person_id", "empty"))
     bad = nonfinite_rows(matrix)
     if len(bad):
-        raise DataError(BadRow(str(csv), int(bad[0]) + 2, "descriptor", f"row {bad[0]} of {npy} has NaN or infinity"))
+        raise DataError(BadRow(str(csv), lines[int(bad[0])], "descriptor", f"row {bad[0]} of {npy} has NaN or infinity"))
     return people, np.asarray(matrix, np.float32)
 
 
@@ -112,7 +114,7 @@ def _check_frame(record: dict, npy: str, labelled: bool) -> None:
             raise FieldError("person_id", "empty")
         if record["is_val"] not in _TRUE | _FALSE:
             raise FieldError("is_val", f"'{record['is_val']}' is not True or False")
-    index = record["_row"] - 2
+    index = record[INDEX]
     if not np.isfinite(mapped(npy)[index]).all():
         raise FieldError("descriptor", f"row {index} of {npy} has NaN or infinity")
 
@@ -145,7 +147,7 @@ def _gather_frames(batch: pd.DataFrame, npy: str) -> pd.DataFrame:
 
 def _track_table(order: pa.Table, frames: pd.DataFrame, labelled: bool) -> pa.Table:
     """The track order with each track's frame indices (frame_id order) and what its frames say."""
-    frames = frames.assign(_index=frames["_row"] - 2, _frame=frames["frame_id"].astype(int))
+    frames = frames.assign(_frame=frames["frame_id"].astype(int))
     groups = frames.sort_values(["track_id", "_frame"]).groupby("track_id", sort=False)
     indices = groups["_index"].apply(list).to_dict()
     ids = order.column("track_id").to_pylist()
@@ -180,13 +182,16 @@ class TracksFormat(Format):
         root, layout, labelled = Path(root).resolve(), LAYOUTS[split], split == "train"
         frames_csv, npy = root / layout.frames, str(root / layout.descriptors)
         ids = ["track_id", "person_id"] if labelled else ["track_id"]
-        frame_table = read_table(frames_csv, [*ids, "frame_id"] + (["is_val"] if labelled else []))
+        # a line with the wrong number of fields is that frame's (or track's) bad row; it keeps its place
+        frame_table = read_table(frames_csv, [*ids, "frame_id"] + (["is_val"] if labelled else []), malformed="mark")
         load_matrix(npy, rows=frame_table.num_rows, rows_of=frames_csv, dim=self._reference_dim(root, split))
+        # a frame's row of the .npy is its position among the data rows (`_row` counts blank lines too)
+        frame_table = frame_table.append_column(INDEX, pa.array(np.arange(frame_table.num_rows), pa.int64()))
         frames = validated(ray.data.from_arrow(frame_table), lambda r: _check_frame(r, npy, labelled),
                            skip_bad=skip_bad)
-        keep = [*ids, "frame_id", "_row"] + (["is_val"] if labelled else [])
+        keep = [*ids, "frame_id", INDEX] + (["is_val"] if labelled else [])
         good = frames.dataset.select_columns(keep).to_pandas()
-        tracks = _track_table(read_table(root / layout.order, ids), good, labelled)
+        tracks = _track_table(read_table(root / layout.order, ids, malformed="mark"), good, labelled)
         read = validated(
             ray.data.from_arrow(tracks),
             lambda r: _check_track(r, str(frames_csv), labelled),

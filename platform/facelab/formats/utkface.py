@@ -64,8 +64,8 @@ def labels_table(root: Path) -> pa.Table:
     """Every listed image as text columns file, age, gender, race (+ `_file`, `_row`):
     from labels.csv, else from the names of the JPEGs under `root`."""
     root = Path(root)
-    if (root / LABELS_CSV).is_file():
-        return read_table(root / LABELS_CSV, COLUMNS)
+    if (root / LABELS_CSV).is_file():  # a row with the wrong number of fields is that row's bad row
+        return read_table(root / LABELS_CSV, COLUMNS, malformed="mark")
     files = sorted(str(p.relative_to(root).as_posix()) for p in root.rglob("*.jpg"))
     if not files:
         raise DataError(BadRow(str(root), 0, "-", f"no {LABELS_CSV} and no JPEG images: not a UTKFace folder"))
