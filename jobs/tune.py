@@ -33,6 +33,9 @@ def tune(
         "--resume", callback=store_location, help="continue an interrupted sweep: its folder (printed as 'sweep')")] = None,
     config: Annotated[Optional[Path], path_option(
         "--config", help="YAML/JSON of config values every trial uses, overriding the search space")] = None,
+    max_failures: Annotated[int, typer.Option(
+        "--max-failures", min=0, help="retries of a failing trial (each from its latest checkpoint) before it "
+                                      "is reported as failed")] = 2,
     address: Address = None,
 ) -> None:
     """Search TASK's space with Optuna on Ray Tune, store and promote the best (refitted, or for
@@ -51,7 +54,8 @@ def tune(
             result = resume_sweep(resume, paths.store_uri(store), promote=promote)
         else:
             result = sweep(task, data, paths.store_uri(store), samples=samples, promote=promote, skip_bad=skip_bad,
-                           max_concurrent=max_concurrent, budget_minutes=budget_minutes, fixed=fixed)
+                           max_concurrent=max_concurrent, budget_minutes=budget_minutes, fixed=fixed,
+                           max_failures=max_failures)
         emit(result, stdout)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from tuning import spaces
 
 # how many random draws of a search space are checked against the task's config model up front
 SPACE_CHECK_DRAWS = 16
+# a failing trial is retried this many times, each from its latest checkpoint, before it counts as failed
+TRIAL_RETRIES = 2
 
 
 class _SpaceTrial:
@@ -114,11 +117,13 @@ def check_space(task: Task, space: spaces.SearchSpace, fixed: dict, points: list
 
 def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, promote: bool = True,
           skip_bad: bool = False, max_concurrent: int | None = None, seed: int = 0,
-          budget_minutes: float | None = None, fixed: dict | None = None) -> dict:
-    """`facelab tune`: returns the sweep summary (best config, its trial metrics, the stored run).
-    `budget_minutes` caps the whole sweep's wall time (Tune stops the trials still running);
-    `fixed` config values hold in every trial, whatever the search space says (e.g. a CI-sized
-    model and epoch count)."""
+          budget_minutes: float | None = None, fixed: dict | None = None, max_failures: int = TRIAL_RETRIES) -> dict:
+    """`facelab tune`: returns the sweep summary (best config, its trial metrics, the stored run,
+    the trials that failed and why). `budget_minutes` caps the whole sweep's wall time (Tune stops
+    the trials still running); `fixed` config values hold in every trial, whatever the search space
+    says (e.g. a CI-sized model and epoch count). A trial that raises is retried `max_failures`
+    times, each from its latest checkpoint (Tune's FailureConfig), then reported as failed; only a
+    sweep whose every trial failed is an error."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -141,12 +146,13 @@ def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, 
     storage = store.sweeps_path(task.name)
     store.save_sweep(f"{storage}/{name}", {"task": task.name, "data": str(data_dir), "skip_bad": skip_bad,
                                            "samples": samples, "budget_minutes": budget_minutes,
-                                           "max_concurrent": max_concurrent})
+                                           "max_concurrent": max_concurrent, "max_failures": max_failures})
     tuner = tune.Tuner(
         trainable(task, task.trial_data(data), max_concurrent),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=samples, max_concurrent_trials=max_concurrent,
                                     scheduler=scheduler, time_budget_s=budget_minutes * 60 if budget_minutes else None),
-        run_config=task.tune_run_config(name, storage, verbose=1),
+        run_config=task.tune_run_config(name, storage, verbose=1,
+                                        failure_config=tune.FailureConfig(max_failures=max_failures)),
     )
     results = _complete(tuner.fit(), f"{storage}/{name}", samples, budget_minutes, task.metric)
     return _store_best(task, data_dir, data, results, store, name, storage, promote)
@@ -159,7 +165,7 @@ def _complete(results, path: str, samples: int, budget_minutes: float | None, me
     from ray.tune import ExperimentAnalysis
 
     if len(results) and results.num_errors == len(results):
-        raise FacelabError(f"every trial of the sweep failed ({path}); the first: {results.errors[0]}")
+        raise FacelabError(f"every trial of the sweep failed ({path}); the first: {one_line(results.errors[0])}")
     trials = ExperimentAnalysis(path).trials
     finished = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
     if finished < len(trials) or (len(trials) < samples and not budget_minutes):
@@ -167,6 +173,50 @@ def _complete(results, path: str, samples: int, budget_minutes: float | None, me
                            f"continue it with `facelab tune --resume {path}`")
     require_reported(results.get_dataframe(), metric, path, budget_minutes)
     return results
+
+
+_RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b(:|$)")
+
+
+def one_line(error: BaseException | str, limit: int = 300) -> str:
+    """A trial's error as one line: under a (remote) traceback, the last `SomeError: message`
+    line; else the exception's type and the first line of its message."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    raised = [line for line in lines if _RAISED.match(line)]
+    if raised:
+        text = raised[-1]
+    else:
+        text = (lines[0] if isinstance(error, BaseException) else lines[-1]) if lines else ""
+        if isinstance(error, BaseException):
+            text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def failed_trials(results) -> list[dict]:
+    """The trials that failed after their retries: trial id, its config and the one-line reason."""
+    failed = []
+    for result in results:
+        if result.error is not None:
+            trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+            failed.append({"trial_id": trial_id, "path": result.path, "error": one_line(result.error),
+                           "config": result.config})
+    return failed
+
+
+def results_table(frame, failed: list[dict]):
+    """The sweep's result table: every trial that reported, `error` "" or why it failed, and the
+    failed trials that never reported as rows of their own."""
+    import pandas as pd
+
+    reasons = {f["trial_id"]: f["error"] for f in failed}
+    frame = frame.copy()
+    frame["error"] = [reasons.get(t, "") for t in frame["trial_id"]] if "trial_id" in frame else ""
+    unreported = [f for f in failed if "trial_id" not in frame or f["trial_id"] not in set(frame["trial_id"])]
+    if unreported:
+        frame = pd.concat([frame, pd.DataFrame([{"trial_id": f["trial_id"], "error": f["error"],
+                                                 **{f"config/{k}": v for k, v in (f["config"] or {}).items()}}
+                                                for f in unreported])], ignore_index=True)
+    return frame
 
 
 def require_reported(frame, metric: str, path: str, budget_minutes: float | None) -> None:
@@ -209,18 +259,21 @@ def _store_best(task: Task, data_dir: Path, data, results, store: ModelStore, na
     per_epoch = task.reports_per_epoch
     best = results.get_best_result(task.metric, task.mode, scope="all" if per_epoch else "last")
     frame = results.get_dataframe(filter_metric=task.metric, filter_mode=task.mode)
+    failures = failed_trials(results)
+    failed = [{"trial_id": f["trial_id"], "error": f["error"]} for f in failures]
     fit = functools.partial(task.fit_from_trial, best) if per_epoch else None
     with tempfile.TemporaryDirectory() as tmp:
         csv, png = Path(tmp) / "tune_results.csv", Path(tmp) / "tune_results.png"
-        frame.to_csv(csv, index=False)
+        results_table(frame, failures).to_csv(csv, index=False)
         plots.tune_results_png(frame.dropna(subset=[task.metric]), task.metric, png, mode=task.mode)
         run_id, fit_metrics = fit_and_store(
             task, data_dir, data, best.config, store, fit=fit,
             extra_files={"tune_results.csv": csv, "tune_results.png": png},
-            extra={"sweep": {"name": name, "storage": storage, "trials": len(frame), "best_trial": best.metrics_dataframe
-                             .iloc[-1][[task.metric]].to_dict() if best.metrics_dataframe is not None else {}}})
+            extra={"sweep": {"name": name, "storage": storage, "trials": len(frame), "failed_trials": failed,
+                             "best_trial": best.metrics_dataframe.iloc[-1][[task.metric]].to_dict()
+                             if best.metrics_dataframe is not None else {}}})
     if promote:
         store.promote(task.name, run_id)
     return {"task": task.name, "run_id": run_id, "promoted": promote, "trials": len(frame),
-            "sweep": f"{storage}/{name}", "best_config": best.config,
+            "failed_trials": failed, "sweep": f"{storage}/{name}", "best_config": best.config,
             f"trial_{task.metric}": float(frame[task.metric].agg(task.mode)), **fit_metrics}

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-STATE_FILE = "state.pt"
+STATE_FILE = "state.pt"  # a checkpoint's state: tensors and plain values only, so every load is weights_only=True
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 HISTORY_CSV = "history.csv"
@@ -167,7 +167,7 @@ def _restore(model, recipe: TorchRecipe, config: dict):
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+            state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
     model = ray.train.torch.prepare_model(model)
     optimizer = recipe.optimizer(_unwrapped(model), config)
@@ -299,11 +299,11 @@ def export_checkpoint(best, latest, model_dir: Path, *, metric: str, mode: str) 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     with best.as_directory() as folder:
-        state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+        state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
         (model_dir / CONFIG_FILE).write_text((Path(folder) / CONFIG_FILE).read_text())
     torch.save(state["model"], model_dir / MODEL_FILE)
     with (latest or best).as_directory() as folder:
-        history = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)["history"]
+        history = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)["history"]
     frame = pd.DataFrame(history)
     frame.to_csv(model_dir / HISTORY_CSV, index=False)
     plots.history_png(frame, model_dir / HISTORY_PNG, metric=metric, best_epoch=int(state["epoch"]), mode=mode)

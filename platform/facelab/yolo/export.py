@@ -19,6 +19,21 @@ HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
 
 
+def load_checkpoint(path: Path | str) -> dict:
+    """An ultralytics checkpoint (a pickled model object, so plain `weights_only=True` cannot load
+    it) unpickled by ultralytics' safe load: `torch.load(weights_only=True)` with only its model
+    classes allowed, whatever ULTRALYTICS_SAFE_LOAD says. A file holding anything else (code to
+    run) is refused with a FacelabError naming it."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    try:
+        checkpoint, _ = torch_safe_load(str(path), safe_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch and ultralytics raise many kinds on a bad pickle
+        raise FacelabError(f"{path}: not a safely loadable ultralytics checkpoint "
+                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+    return checkpoint
+
+
 def best_checkpoint(result, metric: str, mode: str):
     """The trial's best `ray.tune.Checkpoint` by `metric` and the metrics reported with it."""
     scored = [(ckpt, m) for ckpt, m in result.best_checkpoints if np.isfinite(m.get(metric, np.nan))]
@@ -42,6 +57,8 @@ def export(result, model_dir: Path, config: dict, *, kind: str, names: Sequence[
     model_dir.mkdir(parents=True, exist_ok=True)
     checkpoint, metrics = best_checkpoint(result, metric, mode)
     with checkpoint.as_directory() as saved:  # local storage: in place; a URI: a temporary copy
+        # strip_optimizer unpickles with weights_only=False: the file must first pass the safe load
+        load_checkpoint(Path(saved) / "last.pt")
         strip_optimizer(Path(saved) / "last.pt", str(model_dir / MODEL_FILE))
         if (Path(saved) / "results.csv").is_file():
             shutil.copyfile(Path(saved) / "results.csv", model_dir / "results.csv")

@@ -28,6 +28,9 @@ def _offline_environment() -> None:
     os.environ["YOLO_CONFIG_DIR"] = str(ULTRALYTICS_DIR)
     os.environ.setdefault("YOLO_VERBOSE", "False")
     os.environ.pop("ULTRALYTICS_API_KEY", None)  # would stream every fit to Ultralytics' platform
+    # ultralytics' safe load: its own model loads (YOLO(path), a trainer's resume) unpickle with
+    # torch.load(weights_only=True) against its allow-list of model classes, not arbitrary code
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
     fonts = ULTRALYTICS_DIR / "Ultralytics"
     fonts.mkdir(parents=True, exist_ok=True)
     missing = [name for name in FONTS if not (fonts / name).is_file()]

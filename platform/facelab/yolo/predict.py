@@ -29,9 +29,17 @@ def load(model_dir: str | os.PathLike) -> LoadedModel:
     import torch
     from ultralytics import YOLO
 
+    from facelab.yolo.export import load_checkpoint
+
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / CONFIG_FILE).read_text())
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    # An ultralytics model.pt pickles its model object, so weights_only=True alone cannot load it.
+    # A model folder reaches here from ModelStore.load, which has checked every file's digest (and
+    # the manifest's HMAC when the store has a key); the file must also pass ultralytics' safe load
+    # (weights_only=True with its allow-list of model classes), which YOLO() itself then uses
+    # (ULTRALYTICS_SAFE_LOAD, set by facelab.yolo.offline).
+    load_checkpoint(model_dir / MODEL_FILE)
     return LoadedModel(YOLO(str(model_dir / MODEL_FILE)), tuple(meta["names"]), int(meta["imgsz"]), device)
 
 

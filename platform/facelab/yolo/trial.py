@@ -59,9 +59,9 @@ def trial(config: dict, data: YoloData) -> None:
 
 def _finished(last: Path) -> bool:
     """Whether a checkpoint already holds its run's last epoch (nothing left to resume)."""
-    import torch
+    from facelab.yolo.export import load_checkpoint
 
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(last)  # ultralytics' safe load (the checkpoint pickles its model object)
     return ckpt.get("epoch", -1) + 1 >= int(ckpt.get("train_args", {}).get("epochs", 0))
 
 

@@ -1,0 +1,222 @@
+"""Sweeps that survive (issue 20 part 4).
+
+- A failing trial is retried from its latest checkpoint (Tune's FailureConfig, which `sweep` puts
+  in every sweep's RunConfig), and a trial that still fails is listed with a one-line reason
+  (`failed_trials`, the `error` column of the stored tune_results.csv), while the sweep goes on.
+- `facelab tune` killed with SIGKILL mid-sweep (its driver and the local Ray it started): `facelab
+  tune --resume` finishes the sweep without running a finished trial or a finished epoch again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tuning.runner import failed_trials, one_line, results_table
+
+REPO = Path(__file__).resolve().parents[2]
+FACELAB = str(Path(sys.executable).with_name("facelab"))
+EPOCHS = 6
+
+
+def test_failed_trials_are_retried_from_their_checkpoint_then_listed(ray_local, tmp_path):
+    from ray import tune
+
+    # defined here so that Ray pickles it by value (workers cannot import a test module)
+    def _flaky(config):
+        """3 epochs, a checkpoint each; "flaky" fails once after its first epoch, "broken" always."""
+        import tempfile
+
+        from ray import tune
+
+        start = 0
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                start = json.loads((Path(folder) / "state.json").read_text())["epoch"]
+        for epoch in range(start + 1, 4):
+            if config["kind"] == "broken":
+                raise ValueError("broken on purpose\n(a second line of detail)")
+            marker = Path(config["marker"])
+            if config["kind"] == "flaky" and epoch == 2 and not marker.exists():
+                marker.write_text("failed once")
+                raise RuntimeError("a transient failure")
+            with tempfile.TemporaryDirectory() as folder:
+                (Path(folder) / "state.json").write_text(json.dumps({"epoch": epoch}))
+                tune.report({"epoch": epoch, "score": float(epoch)}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    tuner = tune.Tuner(
+        _flaky,
+        param_space={"kind": tune.grid_search(["ok", "flaky", "broken"]), "marker": str(tmp_path / "marker")},
+        run_config=tune.RunConfig(name="flaky", storage_path=str(tmp_path / "sweeps"), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=2)),
+    )
+    results = tuner.fit()
+    by_kind = {r.config["kind"]: r for r in results}
+    assert by_kind["ok"].error is None and by_kind["flaky"].error is None
+    # the flaky trial resumed after its failure from epoch 1's checkpoint: epoch 1 ran once
+    epochs = [json.loads(line)["epoch"] for line in Path(by_kind["flaky"].path, "result.json").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    failed = failed_trials(results)
+    assert [f["config"]["kind"] for f in failed] == ["broken"]
+    assert failed[0]["error"].startswith("ValueError: broken on purpose") and "\n" not in failed[0]["error"]
+    table = results_table(results.get_dataframe(), failed)
+    assert dict(zip(table["trial_id"], table["error"]))[failed[0]["trial_id"]] == failed[0]["error"]
+    assert (table["error"] == "").sum() == 2
+
+
+def test_one_line():
+    assert one_line(RuntimeError("x\n  File 'a.py'\nValueError: bad row\n")) == "ValueError: bad row"
+    assert one_line(KeyError("k")) == "KeyError: 'k'"
+    assert len(one_line("y" * 1000)) == 300
+
+
+# --- SIGKILL and resume -----------------------------------------------------------------------
+
+def _epochs(sweep: Path) -> dict[str, list[int]]:
+    """Each trial's reported epochs, in report order, from the result files Tune writes."""
+    out = {}
+    for result in sweep.glob("trial_*/result.json"):
+        lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        out[result.parent.name] = [int(r["epoch"]) for r in lines if "epoch" in r]
+    return out
+
+
+def _snapshot(sweep: Path) -> dict[str, bytes]:
+    """The result file of every trial and the checkpoint folders of every Train run."""
+    files = {p.relative_to(sweep).as_posix(): p.read_bytes() for p in sweep.glob("trial_*/result.json")}
+    files.update({p.relative_to(sweep).as_posix(): b"" for p in sweep.glob("train-*/checkpoint_*")})
+    return files
+
+
+def _kill_group(proc: subprocess.Popen, ray_tmp: Path) -> None:
+    """SIGKILL the driver's process group (the driver and the Ray it started), then any process
+    still holding that Ray's session folder (one that left the group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+    for _ in range(20):
+        left = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(ray_tmp).encode() in cmdline:
+                left.append(int(entry.name))
+        if not left:
+            return
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5)
+
+
+def _facelab(args: list[str], ray_tmp: Path, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(ray_tmp),
+           "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    return subprocess.Popen([FACELAB, *args], cwd=REPO, env=env, start_new_session=True, text=True, **kwargs)
+
+
+@pytest.fixture
+def ray_tmp():
+    """RAY_TMPDIR of the subprocesses' own Ray (short: it holds Unix sockets), removed afterwards."""
+    import shutil
+
+    path = Path(f"/tmp/fl-kill-{os.getpid()}")
+    path.mkdir(exist_ok=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_sigkilled_sweep_resumes_without_redoing_trials_or_epochs(tmp_path, ray_tmp):
+    from facelab.formats import get_format
+
+    data = get_format("tracks").synthesize(tmp_path / "data", n=12, seed=0)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"epochs": EPOCHS}))
+    store = tmp_path / "store"
+    log = open(tmp_path / "tune.log", "w")
+    proc = _facelab(["tune", "--task", "tracks", "--data", str(data), "--samples", "3", "--max-concurrent", "1",
+                     "--config", str(config), "--store", str(store)], ray_tmp, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # kill once a trial has finished and the next has reported an epoch
+        deadline = time.monotonic() + 480
+        while True:
+            assert proc.poll() is None, (tmp_path / "tune.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no finished trial within 8 minutes"
+            sweeps = list(store.glob("tracks/sweeps/*"))
+            epochs = _epochs(sweeps[0]) if sweeps else {}
+            done = [t for t, e in epochs.items() if e and e[-1] == EPOCHS]
+            if done and any(e and t not in done for t, e in epochs.items()):
+                break
+            time.sleep(0.2)
+    finally:
+        _kill_group(proc, ray_tmp)
+        log.close()
+    sweep = sweeps[0]
+    before, files_before = _epochs(sweep), _snapshot(sweep)
+    assert not (store / "tracks" / "promoted.json").exists()
+
+    with open(tmp_path / "resume.log", "w") as out:
+        resumed = _facelab(["tune", "--resume", str(sweep), "--store", str(store)], ray_tmp,
+                           stdout=subprocess.PIPE, stderr=out)
+        try:
+            stdout, _ = resumed.communicate(timeout=600)
+        finally:
+            _kill_group(resumed, ray_tmp)
+    assert resumed.returncode == 0, (tmp_path / "resume.log").read_text()[-3000:]
+    summary = json.loads(stdout)
+    assert summary["trials"] == 3 and summary["failed_trials"] == [] and summary["promoted"]
+
+    after = _epochs(sweep)
+    assert len(after) == 3
+    for trial, epochs in after.items():
+        assert epochs == sorted(set(epochs)), f"{trial} ran an epoch twice: {epochs}"
+        if trial in before:  # what it reported before the kill is kept, and goes on from there
+            assert epochs[:len(before[trial])] == before[trial], (trial, before[trial], epochs)
+    for trial, epochs in before.items():
+        if epochs and epochs[-1] == EPOCHS:  # finished before the kill: not run again at all
+            name = f"{trial}/result.json"
+            assert _snapshot(sweep)[name] == files_before[name], f"{trial} ran again after the resume"
+            run = trial.split("_")[1]
+            assert {p for p in _snapshot(sweep) if p.startswith(f"train-{run}/")} == \
+                {p for p in files_before if p.startswith(f"train-{run}/")}, f"train-{run} wrote new checkpoints"
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo this pickle runs code",))
+
+
+def test_checkpoints_that_would_run_code_are_refused(tmp_path):
+    """Train checkpoints load with weights_only=True; an ultralytics checkpoint through ultralytics'
+    safe load (facelab.yolo.export.load_checkpoint): a pickle that calls code is refused by both."""
+    import pickle
+
+    import torch
+
+    from facelab.errors import FacelabError
+    from facelab.yolo.export import load_checkpoint
+
+    path = tmp_path / "last.pt"
+    torch.save({"model": _RunsCode(), "epoch": 1}, path)
+    with pytest.raises(FacelabError, match="last.pt: not a safely loadable ultralytics checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, map_location="cpu", weights_only=True)  # what facelab.torch_train uses
+    assert os.environ.get("ULTRALYTICS_SAFE_LOAD") == "1"  # set by facelab.yolo.offline for YOLO() itself
