@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 # starts a cluster once per module or session), and the tests named in SLOW_TESTS, which do it in
 # their own body. Everything else (hand-checked units, formats, declarations) stays fast.
 SLOW_FIXTURES = {
-    "trained", "tuned_sentiment", "train_promoted", "submitted", "resumed_sweep", "killed_run", "fitted",
+    "task_fit", "trained", "tuned_sentiment", "train_promoted", "submitted", "resumed_sweep", "killed_run", "fitted",
     "service", "two_node_cluster",
 }
 SLOW_TESTS = {
@@ -76,7 +76,7 @@ def store_uri(tmp_path) -> str:
     return str(tmp_path / "store")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def facelab_cli():
     """Run a `facelab` command in-process; its stdout must be exactly one JSON object (what `| jq`
     reads), which comes back parsed."""

@@ -8,44 +8,19 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from facelab.formats import get_format
 from facelab.formats.utkface import GENDERS, RACES
 from facelab.tasks import get_task
 
-# CI-sized: each epoch costs a Ray Data pass and a checkpoint more than its compute, so few epochs
-# over more (cheap, 32-pixel) images
-TINY = {"epochs": 4, "image_size": 32, "width": 8, "batch_size": 8, "race_weight": 1.0, "lr": 3e-3, "warmup_epochs": 0, "aug_colour": 0.0,
-        "aug_grey": 0.0}
-COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
-
-
-def easy_image(rng: np.random.Generator, age: int, gender: int, race: int) -> Image.Image:
-    """The background's brightness tells the age, a bar's shade the gender, a square's colour the race."""
-    level = np.full((64, 64, 1), 30 + 2 * age, np.int16) + rng.integers(-6, 7, (64, 64, 1))
-    pixels = np.repeat(np.clip(level, 0, 255), 3, axis=2).astype(np.uint8)
-    pixels[12:52, 12:52] = COLOURS[race]
-    pixels[:, :10] = 0 if gender else 255
-    return Image.fromarray(pixels)
-
-
-def easy_data(root, n: int = 400, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    rows = []
-    (root / "images").mkdir(parents=True)
-    for i in range(n):
-        age, gender, race = int(rng.integers(1, 100)), int(rng.integers(2)), int(rng.choice(5, p=[.4, .15, .15, .15, .15]))
-        file = f"images/{age}_{gender}_{race}_{20170101000000000 + i}.jpg.chip.jpg"
-        easy_image(rng, age, gender, race).save(root / file, quality=95)
-        rows.append({"file": file, "age": age, "gender": gender, "race": race})
-    pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
-    return root
+from fit_cases import age_gender_image as easy_image
 
 
 @pytest.fixture(scope="module")
-def trained(train_promoted, tmp_path_factory):
-    return train_promoted("age-gender", easy_data(tmp_path_factory.mktemp("age-gender-easy")), TINY)
+def trained(task_fit):
+    """The suite's shared age-gender fit (fit_cases.py: an easy signal, CI-sized config)."""
+    fit = task_fit("age-gender")
+    return fit.data_dir, fit.store, fit.run_id, fit.metrics
 
 
 def test_every_head_beats_the_baseline(trained):

@@ -22,7 +22,6 @@ from facelab.tasks.crowd import (
     as_tile,
     write_config,
 )
-from facelab.train import train
 from facelab.uploads import UploadError
 from PIL import Image
 
@@ -32,20 +31,23 @@ BAR = 0.5  # of the test crowds found; chance is 1 in 100 per crowd
 
 
 @pytest.fixture(scope="module")
-def crowds(tmp_path_factory):
-    """Two synthetic crowds: dlib's encodings find their cartoon faces too (the real crowds'
-    accuracy is a measured job: README)."""
-    return FMT.synthesize(tmp_path_factory.mktemp("crowd-data"), n=2, seed=0)
+def fit(task_fit):
+    """The suite's shared crowd fit: its demo data, two synthetic crowds (dlib's encodings find
+    their cartoon faces too; the real crowds' accuracy is a measured job: README)."""
+    return task_fit("crowd")
 
 
 @pytest.fixture(scope="module")
-def submitted(ray_local, crowds, tmp_path_factory):
-    """train (store the default config) -> promote -> submit through the Ray Data actor pool."""
-    store = str(tmp_path_factory.mktemp("crowd-store"))
-    run_id, metrics = train("crowd", crowds, store, promote=True)
+def crowds(fit):
+    return fit.data_dir
+
+
+@pytest.fixture(scope="module")
+def submitted(fit, tmp_path_factory):
+    """The shared fit (a 1-trial sweep, promoted) -> submit through the Ray Data actor pool."""
     out = tmp_path_factory.mktemp("crowd-sub") / "submission.csv"
-    summary = submit("crowd", crowds, out, store, actors=2)
-    return store, run_id, metrics, summary, out
+    summary = submit("crowd", fit.data_dir, out, fit.store, actors=2)
+    return fit.store, fit.run_id, fit.metrics, summary, out
 
 
 def _b64(image: np.ndarray) -> str:

@@ -11,27 +11,23 @@ import pytest
 from facelab.formats import get_format
 from facelab.formats.fer import EMOTIONS
 from facelab.predict import submit
-from facelab.store import ModelStore
 from facelab.tasks import get_task
-from facelab.train import train
 from facelab.uploads import UploadError
 
-EASY = ("happy", "sad", "surprise")  # the most distinct cartoon expressions
+@pytest.fixture(scope="module")
+def fit(task_fit):
+    """The suite's shared emotion fit (fit_cases.py: three distinct expressions, the demo config)."""
+    return task_fit("emotion")
 
 
 @pytest.fixture(scope="module")
-def emotion_data(tmp_path_factory):
-    return get_format("emotion").synthesize(tmp_path_factory.mktemp("emotion-data"), n=300, seed=3, emotions=EASY)
+def emotion_data(fit):
+    return fit.data_dir
 
 
 @pytest.fixture(scope="module")
-def trained(ray_local, emotion_data, tmp_path_factory):
-    """`facelab train` with the task's small CPU config, stored and promoted."""
-    task = get_task("emotion")
-    store = str(tmp_path_factory.mktemp("emotion-store"))
-    config = {**task.demo_config, "storage_path": str(tmp_path_factory.mktemp("emotion-runs"))}
-    run_id, metrics = train("emotion", emotion_data, store, config=config, promote=True)
-    return store, ModelStore(store).load("emotion", run_id), metrics
+def trained(fit):
+    return fit.store, fit.run, fit.metrics
 
 
 def majority_share(data, usage):

@@ -21,7 +21,6 @@ from facelab.tasks.fairface import (
     encode_labels,
     inverse_frequency,
 )
-from facelab.train import train
 
 torch = pytest.importorskip("torch")
 FMT = get_format("fairface")
@@ -87,16 +86,19 @@ def test_score_reports_slices_and_plots(tmp_path):
 # --- Ray Train on synthetic embeddings -----------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def fairface_data(tmp_path_factory):
-    return FMT.synthesize(tmp_path_factory.mktemp("fairface-data"), n=600, seed=4)
+def fit(task_fit):
+    """The suite's shared fairface fit (fit_cases.py)."""
+    return task_fit("fairface")
 
 
 @pytest.fixture(scope="module")
-def trained(ray_local, fairface_data, tmp_path_factory):
-    store = str(tmp_path_factory.mktemp("fairface-store"))
-    run_id, metrics = train("fairface", fairface_data, store, config={"epochs": 10, "width": 128},
-                            promote=True)
-    return store, run_id, metrics
+def fairface_data(fit):
+    return fit.data_dir
+
+
+@pytest.fixture(scope="module")
+def trained(fit):
+    return fit.store, fit.run_id, fit.metrics
 
 
 def test_training_learns_every_head_and_tables_the_baselines(trained):

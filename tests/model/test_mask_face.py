@@ -19,7 +19,6 @@ from facelab.metrics import ious as iou
 from facelab.tasks.mask_face import N_FEATURES, LowerFaceBox, add_faces, crop
 from facelab.uploads import UploadError
 
-SMALL = {"epochs": 5, "image_size": 48, "width": 8, "batch_size": 16, "lr": 3e-3, "aug_box": 0.05}
 
 
 def _faces_and_masks(n: int, rng: np.random.Generator):
@@ -61,16 +60,22 @@ def test_crop_stays_inside_the_image():
 
 
 @pytest.fixture(scope="module")
-def mask_data(tmp_path_factory):
-    return get_format("mask").synthesize(tmp_path_factory.mktemp("mask-face-data"), n=120, seed=3)
+def fit(task_fit):
+    """The suite's shared mask-face fit (fit_cases.py)."""
+    return task_fit("mask-face")
 
 
 @pytest.fixture(scope="module")
-def trained(train_promoted, mask_data):
-    return train_promoted("mask-face", mask_data, SMALL)
+def mask_data(fit):
+    return fit.data_dir
 
 
-def test_training_learns_the_mask_types(trained):
+@pytest.fixture(scope="module")
+def trained(fit):
+    return fit.data_dir, fit.store, fit.run_id, fit.metrics
+
+
+def test_training_learns_the_mask_types(trained, fit):
     """Synthetic masks differ in shape and colour: the type CNN beats chance on the regressed
     boxes of the validation images, and the history has every epoch."""
     _, store, run_id, metrics = trained
@@ -78,7 +83,7 @@ def test_training_learns_the_mask_types(trained):
     assert metrics["type_accuracy"] > 0.25 + 0.15, metrics
     run = ModelStore(store).load("mask-face")
     history = pd.read_csv(run.model_dir / "history.csv")
-    assert list(history["epoch"]) == list(range(1, SMALL["epochs"] + 1))
+    assert list(history["epoch"]) == list(range(1, fit.config["epochs"] + 1))
     saved = json.loads((run.model_dir / "config.json").read_text())  # what the predictor is built from
     assert saved["labels"] == list(MASK_TYPES) and set(saved["box_model"]) == {"coef", "intercept", "prior"}
 

@@ -11,48 +11,20 @@ from PIL import Image
 from pydantic import ValidationError
 
 from facelab.formats import get_format
-from facelab.formats.occlusion import FILES, IMAGES
+from facelab.formats.occlusion import FILES
 from facelab.metrics import fairness_score
 from facelab.tasks import get_task
 from facelab.tasks.occlusion import LEVELS, level_weights, levels
 from facelab.uploads import UploadError
 
-TINY = {"epochs": 4, "image_size": 32, "width": 8, "batch_size": 16, "lr": 3e-3, "warmup_epochs": 0}
-
-
-def _easy_image(rng: np.random.Generator, fraction: float, grey: bool) -> Image.Image:
-    """A bright picture whose top 2 x fraction is covered by a dark band."""
-    colour = rng.integers(140, 255, 3)
-    pixels = np.empty((64, 64, 3), np.uint8)
-    pixels[:] = colour.mean() if grey else colour
-    pixels[: int(round(2 * fraction * 64))] = rng.integers(0, 40)
-    return Image.fromarray(pixels)
-
-
-def easy_data(root, n_train: int = 320, n_test: int = 60, seed: int = 0):
-    """The challenge layout with an easy target; a third of the images grey (database2/), so the
-    grey model of the ensemble has enough to learn from."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("test", n_test)):
-        rows = []
-        for i in range(n):
-            fraction, grey = float(rng.uniform(0, 0.5)), i % 3 == 0
-            name = f"database{2 if grey else 1}/{split}{i:05d}.jpg"
-            (root / IMAGES / name).parent.mkdir(parents=True, exist_ok=True)
-            _easy_image(rng, fraction, grey).save(root / IMAGES / name, quality=95)
-            rows.append({"filename": name, "FaceOcclusion": round(fraction, 6), "gender": float(rng.random() < 0.6)})
-        frame = pd.DataFrame(rows)
-        if split == "train":
-            frame.to_csv(root / FILES["train"], sep=" ", index=False)
-        else:
-            frame[["filename"]].to_csv(root / FILES["test"], sep=" ", index=False)
-            frame.to_csv(root / "test_truth.csv", sep=" ", index=False)
-    return root
+from fit_cases import occlusion_image as _easy_image
 
 
 @pytest.fixture(scope="module")
-def trained(train_promoted, tmp_path_factory):
-    return train_promoted("occlusion", easy_data(tmp_path_factory.mktemp("occlusion-easy")), TINY)
+def trained(task_fit):
+    """The suite's shared occlusion fit (fit_cases.py: an easy target, CI-sized config)."""
+    fit = task_fit("occlusion")
+    return fit.data_dir, fit.store, fit.run_id, fit.metrics
 
 
 def test_level_weights_are_inverse_frequencies_with_mean_one():

@@ -22,24 +22,23 @@ from facelab.tasks import get_task
 from facelab.synth_measure import GenderHead, gender_shares, wilson
 from facelab.tasks.synth import RECIPE, thumbnails
 from facelab.torch_train import Optimizers, load_model
-from facelab.train import train
 from facelab.uploads import Binary
 
 
 @pytest.fixture(scope="module")
-def faces(tmp_path_factory):
-    """Drawn faces in the UTKFace layout."""
-    return get_format("synth").synthesize(tmp_path_factory.mktemp("utk-data"), n=300, seed=2)
+def fit(task_fit):
+    """The suite's shared synth fit (fit_cases.py: drawn faces in the UTKFace layout)."""
+    return task_fit("synth")
 
 
 @pytest.fixture(scope="module")
-def trained(ray_local, faces, tmp_path_factory):
-    task = get_task("synth")
-    store = str(tmp_path_factory.mktemp("synth-store"))
-    config = {**task.demo_config, "epochs": 6, "g_width": 16, "d_width": 16, "lr": 1e-3, "d_lr": 1e-3,
-              "batch_size": 16, "storage_path": str(tmp_path_factory.mktemp("synth-runs"))}
-    run_id, metrics = train("synth", faces, store, config=config, promote=True)
-    return store, ModelStore(store).load("synth", run_id), metrics
+def faces(fit):
+    return fit.data_dir
+
+
+@pytest.fixture(scope="module")
+def trained(fit):
+    return fit.store, fit.run, fit.metrics
 
 
 def heldout_count(faces):

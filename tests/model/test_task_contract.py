@@ -2,8 +2,8 @@
 
 For each task: its declarations hold together (config model, search space, request and response
 models); from a working directory of its own, with relative paths only (issue: a relative --data
-failed in every Tune trial of `detect`), a 1-trial sweep of its demo config stores and promotes a
-run with the task's metric, the stored model writes a submission of every row through the batch
+failed in every Tune trial of `detect`), a 1-trial sweep (the task's shared fit: fit_cases.py's
+case, else its demo config on its demo data) stores and promotes a run with the task's metric, the stored model writes a submission of every row through the batch
 predictor and it scores, and one valid and one malformed request go through the task's Serve
 request model: the valid one answers with what the response model declares, the malformed one is
 refused with a 4xx-class error.
@@ -13,23 +13,19 @@ Per-task quality checks stay in the tasks' own test files.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from facelab.config import data_root
 from facelab.converters import converter_names
-from facelab.errors import FacelabError, RealDataMissing
+from facelab.errors import FacelabError
 from facelab.predict import predict_rows, submit
 from facelab.store import ModelStore
 from facelab.tasks import Task, get_task, task_names
 from facelab.train import train
 from facelab.uploads import Binary, UploadError
-from jobs.demo import SWEPT, demo_data
 from tuning import spaces
 from tuning.runner import check_space, points_to_evaluate
 
@@ -68,25 +64,16 @@ TRAINED_TOO = next((name for name in task_names() if get_task(name).reports_per_
 
 
 @pytest.mark.parametrize("name", task_names())
-def test_fit_predict_and_serve(name, ray_local, tmp_path, monkeypatch, facelab_cli):
+def test_fit_predict_and_serve(name, task_fit, monkeypatch, facelab_cli):
     """The whole lifecycle from a working directory of its own with relative paths only (Tune
-    trials, Train workers and predictor actors run elsewhere): a 1-trial sweep of the demo config
-    stores and promotes a run, the submission has every row and scores, and the stored model
-    answers a valid request as the response model says and refuses a malformed one."""
+    trials, Train workers and predictor actors run elsewhere): a 1-trial sweep (the task's shared
+    fit, whose quality its own test file checks) stores and promotes a run, the submission has
+    every row and scores, and the stored model answers a valid request as the response model says
+    and refuses a malformed one."""
     task = get_task(name)
+    fit = task_fit(name)
+    tmp_path, data, config, tuned = fit.workdir, fit.data, fit.config, fit.tuned
     monkeypatch.chdir(tmp_path)
-    if task.demo_conversion is not None and not (data_root() / task.demo_conversion[0]).is_dir():
-        pytest.skip(f"{name} needs real faces: {data_root() / task.demo_conversion[0]} not found")
-    try:
-        data = Path(demo_data(task, Path("data")))  # what `facelab demo` takes: a few real faces where declared
-    except RealDataMissing as exc:
-        pytest.skip(f"{name} needs real data: {exc}")
-    data = Path(os.path.relpath(data, tmp_path)) if data.is_absolute() else data
-    config = SWEPT.get(name) or dict(task.demo_config)  # each task's cheapest config
-    Path("config.yaml").write_text(yaml.safe_dump(config))
-
-    tuned = facelab_cli("tune", "--task", name, "--data", str(data), "--store", "store", "--config", "config.yaml",
-                    "--samples", "1")
     assert tuned["task"] == name and tuned["trials"] == 1 and tuned["promoted"]
     assert math.isfinite(float(tuned[f"trial_{task.metric}"]))
     run = ModelStore("store").load(name, check_config=task.config)

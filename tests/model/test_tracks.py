@@ -17,7 +17,6 @@ from facelab.aggregator.network import build_aggregator, pad_tracks
 from facelab.aggregator.predictor import TrackPredictor
 from facelab.aggregator.requests import AggregateRequest, MatchRequest, TrackRequest
 from facelab.aggregator.training import contrastive_loss
-from facelab.train import train
 
 torch = pytest.importorskip("torch")
 FMT = get_format("tracks")
@@ -133,19 +132,20 @@ def test_request_schemas():
 
 # --- Ray Train on synthetic tracks ---------------------------------------------------------------
 
-SMALL = {"epochs": 2}
+@pytest.fixture(scope="module")
+def fit(task_fit):
+    """The suite's shared tracks fit (fit_cases.py)."""
+    return task_fit("tracks")
 
 
 @pytest.fixture(scope="module")
-def tracks_data(tmp_path_factory):
-    return FMT.synthesize(tmp_path_factory.mktemp("tracks-data"), n=40, seed=3)
+def tracks_data(fit):
+    return fit.data_dir
 
 
 @pytest.fixture(scope="module")
-def trained(ray_local, tracks_data, tmp_path_factory):
-    store = str(tmp_path_factory.mktemp("tracks-store"))
-    run_id, metrics = train("tracks", tracks_data, store, config=SMALL, promote=True)
-    return store, run_id, metrics
+def trained(fit):
+    return fit.store, fit.run_id, fit.metrics
 
 
 def _baseline_score(data, tmp_path):

@@ -11,53 +11,35 @@ import pytest
 
 from facelab.formats import get_format
 from facelab.formats.age_bins import AGE_BINS
-from facelab.formats.images import random_ids, save_jpeg
 from facelab.store import ModelStore
-from facelab.tasks.age_bins import SEED_CROP
 
-HUES = {"10-20": (200, 40, 40), "50-60": (40, 200, 40), "80-90": (40, 40, 200)}
-TINY = {"model": "yolov8n", "imgsz": 32, "epochs": 5, "batch": 16, "lr0": 0.002, "lrf": 1.0, "warmup_epochs": 0,
-        "auto_augment": None, "erasing": 0.0, "plots": False, "merge_val": True, "crop_double": SEED_CROP}
-
-
-def _write_split(root, split, per_bin, rng):
-    rows = []
-    for image_id, label in zip(random_ids(rng, per_bin * len(HUES)), [b for b in HUES for _ in range(per_bin)]):
-        noise = rng.normal(0, 25, (64, 64, 3))
-        save_jpeg(np.clip(np.array(HUES[label]) + noise, 0, 255).astype(np.uint8), root / split / f"{image_id}.jpg")
-        rows.append((image_id, label))
-    return pd.DataFrame(rows, columns=["ImageID", "age"])
+from fit_cases import AGE_BIN_HUES as HUES
 
 
 @pytest.fixture(scope="module")
-def colour_bins(tmp_path_factory):
-    root = tmp_path_factory.mktemp("age-bins-data")
-    rng = np.random.default_rng(0)
-    for split, per_bin in (("train", 24), ("val", 6)):
-        _write_split(root, split, per_bin, rng).to_csv(root / f"{split}.csv", index=False)
-    test = _write_split(root, "test", 6, rng)
-    test.to_csv(root / "test_truth.csv", index=False)
-    test.assign(age="").to_csv(root / "sample_submission.csv", index=False)
-    return root
+def fit(task_fit):
+    """The suite's shared age-bins fit (fit_cases.py: three bins that differ in colour)."""
+    return task_fit("age-bins")
 
 
 @pytest.fixture(scope="module")
-def trained(colour_bins, tmp_path_factory, ray_local):
-    from facelab.train import train
-
-    store = str(tmp_path_factory.mktemp("age-bins-store"))
-    run_id, metrics = train("age-bins", colour_bins, store, config=TINY, promote=True)
-    return store, run_id, metrics
+def colour_bins(fit):
+    return fit.data_dir
 
 
-def test_train_stores_the_best_epoch_with_its_plots(trained):
+@pytest.fixture(scope="module")
+def trained(fit):
+    return fit.store, fit.run_id, fit.metrics
+
+
+def test_train_stores_the_best_epoch_with_its_plots(trained, fit):
     store, run_id, metrics = trained
     run = ModelStore(store).load("age-bins")
     assert run.run_id == run_id
     assert {"model.pt", "config.json", "history.csv", "history.png", "confusion_matrix.png"} <= {
         p.name for p in run.model_dir.iterdir()}
     assert metrics["val_in_training"] == 1.0  # the seed's train+val: val is in-sample, and says so
-    assert 1 <= metrics["epoch"] <= TINY["epochs"] and "f1_weighted" in metrics and "accuracy" in metrics
+    assert 1 <= metrics["epoch"] <= fit.config["epochs"] and "f1_weighted" in metrics and "accuracy" in metrics
 
 
 def test_submission_scores_far_above_chance(trained, colour_bins, tmp_path):
