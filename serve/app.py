@@ -1,15 +1,23 @@
 """The facelab Serve application: one HTTP gateway composed over one model deployment per task.
 
     app = Gateway.bind({task: TaskModel.options(name=task).bind(task, store) for task in tasks},
-                       GalleryModel.bind(gallery_db))
+                       GalleryModel.bind(gallery_db), settings)
 
-Each TaskModel loads its task's promoted run from the model store and runs the task's own batch
-predictor (the class the batch jobs use) on requests batched by `@serve.batch`. The gateway takes
-JSON or multipart/form-data (file fields become base64 text under the same name), validates with
-the task's request schema and answers bad input with a 4xx: malformed JSON 400, an oversized body
-413, a schema violation 422, an upload that is not an image 415, an image over the pixel limit or
-a decompression bomb 413, no face found 422, an unknown task 404. The web page at `/` has a form
-for every served endpoint.
+The gateway only authenticates, checks content types and sizes, validates bodies against the task's
+request model and routes them; decoding, face detection and the models run in the model replicas
+(`TaskModel.answer`, `GalleryModel`), where each task's own batch predictor (the class the batch
+jobs use) answers rows batched by `@serve.batch`.
+
+Security (facelab.access): with API keys configured (`$FACELAB_API_KEYS`, or a keys file), every
+route but `/`, `/healthz`, `/docs` and `/openapi.json` needs `Authorization: Bearer <key>` or
+`X-API-Key: <key>` (401 without a known key); enrolment, deletion and the gallery listing need an
+admin key (403 for a read-only one). A JSON route takes only `application/json` (415 otherwise, which
+stops cross-site form posts); a route that takes images also takes `multipart/form-data`. A request
+whose `Origin` is another site is refused (403).
+
+Budgets (serve/limits.py, `args.limits` in serve/config.yaml): body bytes while streaming, JSON depth
+and number size, images and pixels per request; each gives a 4xx naming the limit. Every error has
+one JSON shape, `{"error": {"code", "message", "field"[, "limit"]}}`.
 """
 
 
@@ -17,50 +25,105 @@ import asyncio
 import base64
 import json
 import logging
-from typing import Optional
+from typing import Any, Optional
+from urllib.parse import urlsplit
 
-import numpy as np
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facelab import config as paths
+from facelab.access import ADMIN, READ, ApiKeys, load_keys, redact_text, redact_uri
 from facelab.errors import FacelabError
 from facelab.predict import predict_rows
 from facelab.store import ModelStore
 from facelab.tasks import get_task, task_names
 from facelab.uploads import Binary, UploadError, decode_image
+from serve.api import EnrollRequest, IdentifyRequest, document
+from serve.limits import ApiError, Limits, check_images, image_fields, parse_json, read_body, replay
 
 logger = logging.getLogger("ray.serve")
-MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_LIMITS = Limits()
+MAX_BODY_BYTES = DEFAULT_LIMITS.max_body_bytes
+OPEN_PATHS = ("/", "/healthz", "/docs", "/openapi.json")
 
-api = FastAPI(title="facelab", description="Face analysis models served from the facelab model store.")
+api = FastAPI(title="facelab", description="Face analysis models served from the facelab model store.",
+              openapi_url=None, docs_url=None, redoc_url=None)
+
+
+# --- one error shape -------------------------------------------------------------------------------
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+          413: "too_large", 415: "unsupported_media_type", 422: "invalid_request", 504: "timeout"}
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error of `app` in the one JSON shape (the gateway's, and test apps over its helpers)."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return error_response(ApiError(exc.status_code, _CODES.get(exc.status_code, "error"), str(exc.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        return error_response(ApiError(422, "invalid_request", str(exc.errors()[:3])))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):  # a bug, never bad input: logged, answered in the shape
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc.__class__.__name__, exc_info=exc)
+        return error_response(ApiError(500, "internal", "internal error; the gateway's log has the details"))
+
+
+install_error_handlers(api)
 
 
 # Small CPU reservations: a graph of every task (13 models, the gallery and the gateway) must
 # fit on a laptop; replicas idle between requests. Raise them per deployment in serve/config.yaml.
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
 class TaskModel:
-    """The promoted model of one task behind its batch predictor."""
+    """The promoted model of one task behind its batch predictor: requests are decoded here (not in
+    the gateway) and their rows batched across concurrent requests."""
 
     def __init__(self, task: str, store: Optional[str] = None):
         self.task = get_task(task)
-        run = ModelStore(paths.store_uri(store)).load(task, check_config=self.task.config)
-        self.run_id = run.run_id
+        uri = paths.store_uri(store)
+        try:
+            run = ModelStore(uri).load(task, check_config=self.task.config)
+        except FacelabError as exc:  # the store URI may carry credentials: never log them
+            raise FacelabError(redact_text(str(exc), [uri, store])) from None
+        self.run_id, self.store = run.run_id, redact_uri(uri)
         self.predictor = self.task.predictor_class(str(run.model_dir))
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def predict(self, rows: list[dict]) -> list[dict]:
         return predict_rows(self.predictor, rows)
 
+    async def answer(self, request: BaseModel):
+        """A validated request: decoded into rows (images, face crops) off the event loop, each row
+        batched with other requests' rows, then shaped as the task's response."""
+        rows, batched = await asyncio.to_thread(self.task.request_rows, request)
+        outputs = await asyncio.gather(*(self.predict(row) for row in rows))
+        return self.task.response(list(outputs), batched)
+
     async def act(self, action: str, request: BaseModel) -> dict:
         """An unbatched extra endpoint, `POST /<task>/<action>`."""
-        return getattr(self.predictor, action.replace("-", "_"))(request)
+        return await asyncio.to_thread(getattr(self.predictor, action.replace("-", "_")), request)
 
     def info(self) -> dict:
-        return {"task": self.task.name, "run_id": self.run_id, "actions": sorted(self.task.actions)}
+        return {"task": self.task.name, "run_id": self.run_id, "store": self.store,
+                "replica": serve.get_replica_context().replica_tag, "actions": sorted(self.task.actions)}
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16)
@@ -77,35 +140,54 @@ class GalleryModel:
         except FacelabError:
             self.service = GalleryService(db)
 
+    async def enroll(self, request: EnrollRequest) -> dict:
+        def work():
+            images = [decode_image(image, f"images[{i}]") for i, image in enumerate(request.all_images)]
+            return self.service.enroll(request.subject, request.name or request.subject, images)
+        return await asyncio.to_thread(work)
+
+    async def identify(self, request: IdentifyRequest) -> dict:
+        return await asyncio.to_thread(lambda: self.service.identify(decode_image(request.image, "image"), request.k))
+
     def call(self, method: str, *args, **kwargs):
         return getattr(self.service, method)(*args, **kwargs)
 
 
 # The helpers come before the ingress class: @serve.ingress serialises the app when the class is defined.
-async def _payload(request: Request) -> dict:
-    """The request body as a dict: JSON as is; multipart files as base64 text, fields JSON-decoded."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"request body over {MAX_BODY_BYTES} bytes")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"request body over {MAX_BODY_BYTES} bytes")
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return await _form(request)
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"body is not valid JSON: {exc}") from None
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _check_media(request: Request, schema: Optional[type[BaseModel]]) -> bool:
+    """415 unless the body is JSON, or multipart where the route takes images (`schema` None: any
+    route); whether it is multipart."""
+    media = _media_type(request)
+    uploads = schema is None or bool(image_fields(schema))
+    multipart = media == "multipart/form-data" and uploads
+    if not (multipart or media == "application/json" or (media.startswith("application/") and media.endswith("+json"))):
+        takes = "application/json" + (" or multipart/form-data" if uploads else "")
+        raise ApiError(415, "unsupported_media_type", f"content type '{media or 'none'}' is not accepted; send {takes}")
+    return multipart
+
+
+async def _payload(request: Request, schema: Optional[type[BaseModel]] = None, limits: Limits = DEFAULT_LIMITS) -> dict:
+    """The request body as a dict, under the limits: JSON as is; multipart (only where `schema`
+    takes images, or any multipart without a schema) with files as base64 text, fields JSON-decoded."""
+    multipart = _check_media(request, schema)
+    body = await read_body(request, limits)
+    payload = await _form(replay(request, body), limits) if multipart else parse_json(body, limits)
     if not isinstance(payload, dict):
-        raise HTTPException(422, "the JSON body must be an object")
+        raise ApiError(422, "invalid_request", "the JSON body must be an object")
+    if schema is not None:
+        check_images(payload, schema, limits)
     return payload
 
 
-async def _form(request: Request) -> dict:
+async def _form(request: Request, limits: Limits) -> dict:
     try:
-        form = await request.form(max_part_size=MAX_BODY_BYTES)
-    except Exception as exc:  # malformed multipart
-        raise HTTPException(400, f"malformed multipart body: {exc}") from None
+        form = await request.form(max_part_size=limits.max_body_bytes, max_files=limits.max_images + 8)
+    except Exception as exc:  # malformed multipart: the parser's own error types vary by version
+        raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from None
     payload: dict = {}
     for key in set(form.keys()):
         values = []
@@ -114,8 +196,10 @@ async def _form(request: Request) -> dict:
                 values.append(base64.b64encode(await value.read()).decode("ascii"))
             else:
                 try:
-                    values.append(json.loads(value))
-                except json.JSONDecodeError:
+                    values.append(parse_json(value.encode("utf-8", "surrogatepass"), limits))
+                except ApiError as exc:
+                    if exc.code != "invalid_json":
+                        raise
                     values.append(value)
         payload[key] = values if len(values) > 1 or key == "images" else values[0]
     return payload
@@ -125,30 +209,29 @@ def _validate(schema: type[BaseModel], payload: dict) -> BaseModel:
     try:
         return schema.model_validate(payload)
     except ValidationError as exc:
-        raise HTTPException(422, json.loads(exc.json(include_url=False, include_input=False))) from None
+        errors = exc.errors(include_url=False, include_input=False)
+        first = errors[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        message = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors[:5])
+        raise ApiError(422, "invalid_request", message, field=field) from None
 
 
-def _decode(image, field: str) -> np.ndarray:
-    if not isinstance(image, str):
-        raise HTTPException(422, f"field '{field}': an image is a file upload or base64 text")
+def _upload_error(exc: UploadError) -> ApiError:
+    code = {413: "too_large", 415: "not_an_image"}.get(exc.status, "invalid_request")
+    return ApiError(exc.status, code, exc.reason, field=exc.field)
+
+
+async def _call(awaitable, timeout: Optional[float]):
+    """Await a deployment call under the request timeout; bad input found inside it (not an image,
+    no face) is still a 4xx naming the field."""
     try:
-        return decode_image(image, field)
+        return await asyncio.wait_for(awaitable, timeout)
     except UploadError as exc:
-        raise _http(exc) from None
-
-
-def _http(exc: UploadError) -> HTTPException:
-    return HTTPException(exc.status, {"field": exc.field, "reason": exc.reason})
-
-
-async def _call(awaitable):
-    """Await a deployment call; bad input found inside it (e.g. no face) is still a 4xx."""
-    try:
-        return await awaitable
-    except UploadError as exc:
-        raise _http(exc) from None
+        raise _upload_error(exc) from None
     except FacelabError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise ApiError(422, "invalid_request", str(exc)) from None
+    except asyncio.TimeoutError:
+        raise ApiError(504, "timeout", f"no answer within the request timeout of {timeout} s") from None
 
 
 def _respond(result):
@@ -157,103 +240,158 @@ def _respond(result):
     return result
 
 
+def _same_origin(request: Request) -> bool:
+    """No Origin header (not a browser's cross-site request), or one naming this host."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(api)
 class Gateway:
-    def __init__(self, models: dict[str, DeploymentHandle], gallery: Optional[DeploymentHandle] = None):
+    """Routes, authenticates and checks sizes; the work runs in the model deployments."""
+
+    def __init__(self, models: dict[str, DeploymentHandle], gallery: Optional[DeploymentHandle] = None,
+                 settings: Optional[dict] = None):
+        settings = settings or {}
         self.models = models
         self.gallery = gallery
+        self.keys: ApiKeys = settings.get("keys") or ApiKeys()
+        self.limits = Limits.model_validate(settings.get("limits") or {})
+        self.timeouts: dict[str, float] = settings.get("timeouts") or {}
+        self.specs = {name: get_task(name) for name in models}
 
-    @api.get("/", response_class=HTMLResponse)
+    def _authorize(self, request: Request, role: str = READ) -> None:
+        """401 without a known key, 403 when the key's role may not do this or a change comes from another site."""
+        self._check_key(request, role)
+        self._check_origin(request)
+
+    @staticmethod
+    def _check_origin(request: Request) -> None:
+        if request.method not in ("GET", "HEAD") and not _same_origin(request):
+            raise ApiError(403, "forbidden", "cross-origin request refused")
+
+    def _check_key(self, request: Request, role: str) -> None:
+        if not self.keys:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        presented = token.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key")
+        granted = self.keys.role(presented)
+        if granted is None:
+            raise ApiError(401, "unauthorized", "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+        if role == ADMIN and granted != ADMIN:
+            raise ApiError(403, "forbidden", "this route needs an admin key; the key given is read-only")
+
+    async def _body(self, request: Request, schema: type[BaseModel], role: str = READ) -> BaseModel:
+        self._check_key(request, role)
+        _check_media(request, schema)  # a cross-site form post is refused for its content type (415)
+        self._check_origin(request)
+        return _validate(schema, await _payload(request, schema, self.limits))
+
+    def _timeout(self, name: str) -> Optional[float]:
+        return self.timeouts.get(name, self.timeouts.get("default"))
+
+    # --- open routes ------------------------------------------------------------------------------
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(self) -> str:
         from serve.page import render
 
-        return render({name: get_task(name) for name in self.models}, gallery=self.gallery is not None)
+        return render(self.specs, gallery=self.gallery is not None)
 
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi(self) -> dict:
+        uploads = {f"/{name}": bool(image_fields(spec.Request)) for name, spec in self.specs.items()}
+        uploads |= {f"/{name}/{action}": bool(image_fields(schema))
+                    for name, spec in self.specs.items() for action, schema in spec.actions.items()}
+        return document(api, self.specs, self.gallery is not None, uploads)
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(self) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="openapi.json", title="facelab API")
+
+    @api.get("/favicon.ico", include_in_schema=False)
+    async def favicon(self) -> Response:
+        return Response(status_code=204)
+
+    # --- read routes ------------------------------------------------------------------------------
     @api.get("/tasks")
-    async def tasks(self) -> list[dict]:
+    async def tasks(self, request: Request) -> list[dict]:
+        """The served models: task, the run id and store (credentials redacted) the replica serves."""
+        self._authorize(request)
         return list(await asyncio.gather(*(handle.info.remote() for handle in self.models.values())))
 
     # --- gallery (declared before the generic task routes so they win) --------------------------
     @api.get("/gallery/subjects")
-    async def gallery_list(self) -> dict:
-        return {"subjects": await self._gallery().call.remote("list")}
+    async def gallery_list(self, request: Request) -> dict:
+        """Every enrolled subject (admin key)."""
+        self._authorize(request, ADMIN)
+        return {"subjects": await _call(self._gallery().call.remote("list"), self._timeout("gallery"))}
 
-    @api.post("/gallery/subjects")
+    @api.post("/gallery/subjects", include_in_schema=False)
     async def gallery_enroll(self, request: Request) -> dict:
-        payload = await _payload(request)
-        images = payload.get("images") or ([payload["image"]] if "image" in payload else [])
-        if not isinstance(images, list) or not images:
-            raise HTTPException(422, "give one or more images as 'images' (list) or 'image'")
-        subject = str(payload.get("subject_id") or payload.get("name") or "").strip()
-        if not subject:
-            raise HTTPException(422, "give 'subject_id' (or 'name')")
-        decoded = [_decode(image, f"images[{i}]") for i, image in enumerate(images)]
-        return await _call(self._gallery().call.remote("enroll", subject, str(payload.get("name") or subject), decoded))
+        gallery = self._gallery()
+        enroll = await self._body(request, EnrollRequest, ADMIN)
+        return await _call(gallery.enroll.remote(enroll), self._timeout("gallery"))
 
     @api.delete("/gallery/subjects/{subject_id}")
-    async def gallery_delete(self, subject_id: str) -> dict:
-        if not await self._gallery().call.remote("delete", subject_id):
-            raise HTTPException(404, f"no subject '{subject_id}' in the gallery")
+    async def gallery_delete(self, subject_id: str, request: Request) -> dict:
+        """Remove a subject and its faces (admin key)."""
+        self._authorize(request, ADMIN)
+        if not await _call(self._gallery().call.remote("delete", subject_id), self._timeout("gallery")):
+            raise ApiError(404, "not_found", f"no subject '{subject_id}' in the gallery", field="subject_id")
         return {"deleted": subject_id}
 
-    @api.post("/identify")
+    @api.post("/identify", include_in_schema=False)
     async def identify(self, request: Request) -> dict:
-        payload = await _payload(request)
-        if "image" not in payload:
-            raise HTTPException(422, "give the probe face as 'image'")
-        try:
-            k = int(payload.get("k", 5))
-        except (TypeError, ValueError):
-            raise HTTPException(422, "'k' must be an integer") from None
-        if not 1 <= k <= 100:
-            raise HTTPException(422, "'k' must be between 1 and 100")
-        return await _call(self._gallery().call.remote("identify", _decode(payload["image"], "image"), k))
+        gallery = self._gallery()
+        probe = await self._body(request, IdentifyRequest)
+        return await _call(gallery.identify.remote(probe), self._timeout("gallery"))
 
     def _gallery(self) -> DeploymentHandle:
         if self.gallery is None:
-            raise HTTPException(404, "the gallery is not served by this application")
+            raise ApiError(404, "not_found", "the gallery is not served by this application")
         return self.gallery
 
     # --- every task -------------------------------------------------------------------------------
-    @api.post("/{task}")
+    @api.post("/{task}", include_in_schema=False)
     async def predict(self, task: str, request: Request):
         spec = self._spec(task)
-        parsed = _validate(spec.Request, await _payload(request))
-        try:
-            rows, batched = spec.request_rows(parsed)
-        except UploadError as exc:
-            raise _http(exc) from None
-        outputs = await _call(asyncio.gather(*(self.models[task].predict.remote(row) for row in rows)))
-        try:
-            return _respond(spec.response(list(outputs), batched))
-        except UploadError as exc:  # e.g. no face found in one of the images
-            raise _http(exc) from None
+        parsed = await self._body(request, spec.Request)
+        return _respond(await _call(self.models[task].answer.remote(parsed), self._timeout(task)))
 
-    @api.post("/{task}/{action}")
+    @api.post("/{task}/{action}", include_in_schema=False)
     async def act(self, task: str, action: str, request: Request):
         spec = self._spec(task)
-        actions = getattr(spec, "actions", {})
-        if action not in actions:
-            raise HTTPException(404, f"task '{task}' has no action '{action}'; actions: {sorted(actions)}")
-        parsed = _validate(actions[action], await _payload(request))
-        return _respond(await _call(self.models[task].act.remote(action, parsed)))
+        if action not in spec.actions:
+            raise ApiError(404, "not_found", f"task '{task}' has no action '{action}'; actions: {sorted(spec.actions)}")
+        parsed = await self._body(request, spec.actions[action])
+        return _respond(await _call(self.models[task].act.remote(action, parsed), self._timeout(task)))
 
     def _spec(self, task: str):
-        if task not in self.models:
-            raise HTTPException(404, f"no model served for task '{task}'; served: {sorted(self.models)}")
-        return get_task(task)
+        if task not in self.specs:
+            raise ApiError(404, "not_found", f"no model served for task '{task}'; served: {sorted(self.specs)}")
+        return self.specs[task]
 
 
 def build_app(args: Optional[dict] = None):
-    """Application builder for `serve run serve/config.yaml` (args: store, tasks, gallery).
+    """Application builder for `serve run serve/config.yaml`.
 
-    Without `tasks`, every task with a promoted model in the store is served. `gallery` is the
+    args: `store`; `tasks` (default: every task with a promoted model in the store); `gallery`, the
     SQLite file of the identification gallery (default $FACELAB_GALLERY or ~/.facelab/gallery.sqlite;
-    `false` serves no gallery).
+    `false` serves no gallery); `api_keys_file` (keys also from $FACELAB_API_KEYS); `limits` (see
+    serve/limits.py); `timeouts`, seconds per task (`default`, `gallery`).
     """
     args = args or {}
     store = ModelStore(paths.store_uri(args.get("store")))
+    shown = redact_uri(store.uri)
     tasks = args.get("tasks")
     if not tasks:
         tasks = []
@@ -262,12 +400,16 @@ def build_app(args: Optional[dict] = None):
                 store.promoted(name)
                 tasks.append(name)
             except FacelabError:
-                logger.warning("task %s has no promoted model in %s; not served", name, store.uri)
+                logger.warning("task %s has no promoted model in %s; not served", name, shown)
     gallery_db = args.get("gallery")
     gallery = None if gallery_db is False else GalleryModel.bind(str(paths.gallery_path(gallery_db)), store.uri)
     if not tasks and gallery is None:
-        raise FacelabError(f"no task has a promoted model in store {store.uri}")
-    return Gateway.bind({task: TaskModel.options(name=task).bind(task, store.uri) for task in tasks}, gallery)
+        raise FacelabError(f"no task has a promoted model in store {shown}")
+    settings: dict[str, Any] = {"keys": load_keys(args.get("api_keys_file")),
+                                "limits": Limits.model_validate(args.get("limits") or {}).model_dump(),
+                                "timeouts": dict(args.get("timeouts") or {})}
+    logger.info("facelab gateway: %s tasks, %r, store %s", len(tasks), settings["keys"], shown)
+    return Gateway.bind({task: TaskModel.options(name=task).bind(task, store.uri) for task in tasks}, gallery, settings)
 
 
 def __getattr__(name: str):

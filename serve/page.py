@@ -12,8 +12,20 @@ _SCRIPT = """
 async function send(form) {
   const out = form.querySelector('.out');
   out.textContent = '...';
-  const r = await fetch(form.dataset.url, {method: form.dataset.method || 'POST',
-                                           body: form.dataset.method === 'GET' ? undefined : new FormData(form)});
+  const method = form.dataset.method || 'POST';
+  let body, headers = {};
+  if (method !== 'GET' && form.querySelector('input[type=file]')) {
+    body = new FormData(form);  // uploads: multipart, the only routes that take it
+  } else if (method !== 'GET') {  // JSON routes take only application/json
+    const fields = {};
+    for (const [k, v] of new FormData(form)) {
+      if (v === '') continue;
+      try { fields[k] = JSON.parse(v); } catch (e) { fields[k] = v; }
+    }
+    body = JSON.stringify(fields);
+    headers['content-type'] = 'application/json';
+  }
+  const r = await fetch(form.dataset.url, {method, body, headers});
   const type = r.headers.get('content-type') || '';
   if (type.startsWith('image/')) {
     out.innerHTML = '<img src="' + URL.createObjectURL(await r.blob()) + '">';
@@ -43,7 +55,7 @@ def _inputs(schema: type[BaseModel]) -> str:
 
 
 def _form(title: str, url: str, inputs: str, method: str = "POST") -> str:
-    return (f"<form data-url='{url}' data-method='{method}' onsubmit='return send(this)'><h3>{html.escape(title)}</h3>"
+    return (f"<form data-url='{url}' data-method='{method}' onsubmit='send(this); return false'><h3>{html.escape(title)}</h3>"
             f"{inputs}<button>send</button><pre class=out></pre></form>")
 
 

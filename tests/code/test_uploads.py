@@ -54,13 +54,20 @@ def test_size_and_pixel_limits_refuse_before_decoding():
 @pytest.fixture(scope="module")
 def echo():
     """The gateway's body parsing behind a bare FastAPI app (no Ray needed)."""
-    from serve.app import _payload
+    from serve.app import _payload, install_error_handlers
 
     app = FastAPI()
+    install_error_handlers(app)
 
     @app.post("/echo")
     async def echo_body(request: Request) -> dict:
         return await _payload(request)
+
+    @app.post("/small")  # a 1,000-byte budget
+    async def small_body(request: Request) -> dict:
+        from serve.limits import Limits
+
+        return await _payload(request, limits=Limits(max_body_bytes=1000))
 
     return TestClient(app)
 
@@ -80,5 +87,26 @@ def test_malformed_and_oversized_bodies(echo):
 
     assert echo.post("/echo", content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
     assert echo.post("/echo", json=[1, 2]).status_code == 422
-    assert echo.post("/echo", content=b"x" * (MAX_BODY_BYTES + 1)).status_code == 413
+    too_big = echo.post("/echo", content=b"x" * (MAX_BODY_BYTES + 1), headers={"content-type": "application/json"})
+    assert too_big.status_code == 413 and too_big.json()["error"]["limit"] == "max_body_bytes"
     assert echo.post("/echo", json={"ok": True}).json() == {"ok": True}
+
+
+def test_a_chunked_body_without_length_is_cut_off_at_the_limit(echo):
+    def chunks():
+        yield b'{"a": "'
+        for _ in range(100):
+            yield b"x" * 100
+        yield b'"}'
+
+    answer = echo.post("/small", content=chunks(), headers={"content-type": "application/json"})
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"]["limit"] == "max_body_bytes"
+    assert echo.post("/small", json={"a": "x" * 100}).json() == {"a": "x" * 100}
+
+
+def test_only_json_or_multipart_is_accepted(echo):
+    plain = echo.post("/echo", content=b'{"a": 1}', headers={"content-type": "text/plain"})
+    assert plain.status_code == 415 and plain.json()["error"]["code"] == "unsupported_media_type"
+    assert echo.post("/echo", data={"a": "1"}).status_code == 415  # application/x-www-form-urlencoded
+    assert echo.post("/echo", content=b'{"a": 1}', headers={"content-type": "application/json; charset=utf-8"}).json() == {"a": 1}
