@@ -217,7 +217,7 @@ class EmotionTask(TorchTask):
     Config = EmotionConfig
     # what `facelab demo` and CPU smoke runs override
     # (few steps on a few hundred faces: AdamW and milder augmentation than the full run's)
-    demo_config: ClassVar[dict] = {"epochs": 8, "base": 8, "fc": 64, "dropout": 0.1, "batch_size": 32,
+    demo_config: ClassVar[dict] = {"epochs": 4, "base": 8, "fc": 64, "dropout": 0.1, "batch_size": 32,
                                    "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4,
                                    "erase": 0.0, "aug_rotate": 5.0, "aug_colour": 0.1, "aug_shift": 0.05}
     report_split = "val"

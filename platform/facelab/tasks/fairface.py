@@ -267,7 +267,7 @@ class FairFaceTask(PreparedTorchTask):
     mode = "max"
     converters = ("fairface",)
     Config = FairFaceConfig
-    demo_config: ClassVar[dict] = {"epochs": 10, "width": 128, "baselines": False}
+    demo_config: ClassVar[dict] = {"epochs": 5, "width": 128, "baselines": False}
     Request = FairFaceRequest
     Answer = FairFaceAnswer
     predictor_class = FairFacePredictor
