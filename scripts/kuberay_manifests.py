@@ -1,6 +1,7 @@
 """Write kuberay/rayservice.yaml from its two sources, so neither is ever written twice:
 
-- serveConfigV2 is serve/config.yaml (the Serve config `serve run` / `serve deploy` use locally);
+- serveConfigV2 is serve/config.yaml (the Serve config `serve run` / `serve deploy` use locally),
+  its proxy on the pod's address (0.0.0.0) for the Kubernetes Service;
 - rayClusterConfig is the spec of kuberay/raycluster.yaml (the cluster the RayJobs run on).
 
     python scripts/kuberay_manifests.py            rewrite kuberay/rayservice.yaml
@@ -59,6 +60,14 @@ def serve_config(repo: Path = REPO) -> dict:
     return _load(repo, SERVE_CONFIG)
 
 
+def pod_serve_config(repo: Path = REPO) -> dict:
+    """serve/config.yaml for a pod: the proxy listens on the pod's address (0.0.0.0), as the
+    Kubernetes Service must reach it; the API keys come from the `facelab-api-keys` secret."""
+    config = serve_config(repo)
+    config["http_options"] = {**(config.get("http_options") or {}), "host": "0.0.0.0"}
+    return config
+
+
 def rayservice(repo: Path = REPO) -> dict:
     """The RayService manifest: serve/config.yaml over raycluster.yaml's cluster."""
     cluster = _load(repo, RAYCLUSTER)
@@ -69,7 +78,7 @@ def rayservice(repo: Path = REPO) -> dict:
         "kind": "RayService",
         "metadata": {"name": "facelab-serve"},
         "spec": {
-            "serveConfigV2": _Block(yaml.safe_dump(serve_config(repo), sort_keys=False)),
+            "serveConfigV2": _Block(yaml.safe_dump(pod_serve_config(repo), sort_keys=False)),
             "rayClusterConfig": cluster["spec"],
         },
     }

@@ -115,7 +115,13 @@ class TaskModel:
         batched with other requests' rows, then shaped as the task's response."""
         rows, batched = await asyncio.to_thread(self.task.request_rows, request)
         outputs = await asyncio.gather(*(self.predict(row) for row in rows))
-        return self.task.response(list(outputs), batched)
+        answer = self.task.response(list(outputs), batched)
+        if not isinstance(answer, Binary):
+            try:  # e.g. 1e308 in every field of an embedding: the model's answer overflows
+                json.dumps(answer, allow_nan=False, default=str)
+            except ValueError:
+                raise UploadError(422, "body", "the input gives no finite answer (values out of the model's range)") from None
+        return answer
 
     async def act(self, action: str, request: BaseModel) -> dict:
         """An unbatched extra endpoint, `POST /<task>/<action>`."""
@@ -387,7 +393,8 @@ def build_app(args: Optional[dict] = None):
     args: `store`; `tasks` (default: every task with a promoted model in the store); `gallery`, the
     SQLite file of the identification gallery (default $FACELAB_GALLERY or ~/.facelab/gallery.sqlite;
     `false` serves no gallery); `api_keys_file` (keys also from $FACELAB_API_KEYS); `limits` (see
-    serve/limits.py); `timeouts`, seconds per task (`default`, `gallery`).
+    serve/limits.py); `timeouts`, seconds per task (`default`, `gallery`); `task_deployments`,
+    replicas and requests in flight per task deployment (`default`, or a task's name).
     """
     args = args or {}
     store = ModelStore(paths.store_uri(args.get("store")))
@@ -409,7 +416,25 @@ def build_app(args: Optional[dict] = None):
                                 "limits": Limits.model_validate(args.get("limits") or {}).model_dump(),
                                 "timeouts": dict(args.get("timeouts") or {})}
     logger.info("facelab gateway: %s tasks, %r, store %s", len(tasks), settings["keys"], shown)
-    return Gateway.bind({task: TaskModel.options(name=task).bind(task, store.uri) for task in tasks}, gallery, settings)
+    return Gateway.bind({task: TaskModel.options(name=task, **task_options(args, task)).bind(task, store.uri)
+                         for task in tasks}, gallery, settings)
+
+
+DEPLOYMENT_OPTIONS = {"num_replicas", "max_ongoing_requests", "max_queued_requests", "autoscaling_config",
+                      "ray_actor_options"}
+
+
+def task_options(args: dict, task: str) -> dict:
+    """A task deployment's options from `args.task_deployments`: `default`, updated by the task's own
+    entry (a `deployments:` entry of the Serve config, by the task's name, still overrides both)."""
+    given = args.get("task_deployments") or {}
+    options = {**(given.get("default") or {}), **(given.get(task) or {})}
+    unknown = set(options) - DEPLOYMENT_OPTIONS
+    if unknown:
+        raise FacelabError(f"task_deployments: unknown option(s) {sorted(unknown)}; options: {sorted(DEPLOYMENT_OPTIONS)}")
+    if "autoscaling_config" in options:
+        options.pop("num_replicas", None)
+    return options
 
 
 def __getattr__(name: str):

@@ -190,7 +190,8 @@ def test_rayservice_is_generated_from_serve_config_and_the_raycluster():
     assert (KUBERAY / "rayservice.yaml").read_text() == manifests.render(), \
         "kuberay/rayservice.yaml is out of date: run python scripts/kuberay_manifests.py"
     service = _yaml(KUBERAY / "rayservice.yaml")
-    assert yaml.safe_load(service["spec"]["serveConfigV2"]) == _yaml(REPO / "serve" / "config.yaml")
+    local = _yaml(REPO / "serve" / "config.yaml")  # in a pod the proxy listens on the pod's address
+    assert yaml.safe_load(service["spec"]["serveConfigV2"]) == {**local, "http_options": {**local["http_options"], "host": "0.0.0.0"}}
     assert service["spec"]["rayClusterConfig"] == _yaml(KUBERAY / "raycluster.yaml")["spec"]
 
 
@@ -203,7 +204,9 @@ def test_generator_follows_serve_config(tmp_path):
     config["applications"][0]["deployments"][0]["num_replicas"] = 7
     (tmp_path / manifests.SERVE_CONFIG).write_text(yaml.safe_dump(config))
     generated = yaml.safe_load(manifests.render(tmp_path))
-    assert yaml.safe_load(generated["spec"]["serveConfigV2"]) == config
+    in_pod = yaml.safe_load(generated["spec"]["serveConfigV2"])
+    assert config["http_options"]["host"] == "127.0.0.1" and in_pod["http_options"]["host"] == "0.0.0.0"
+    assert in_pod == {**config, "http_options": {**config["http_options"], "host": "0.0.0.0"}}
     assert manifests.render(tmp_path) != manifests.render()
 
 

@@ -162,3 +162,15 @@ def test_read_body_stops_at_the_declared_length():
     with pytest.raises(ApiError) as info:
         asyncio.run(read_body(Request(scope, never_called), Limits(max_body_bytes=1000)))
     assert info.value.status == 413 and json.dumps(info.value.body())
+
+
+def test_task_deployment_options_come_from_the_config():
+    from serve.app import task_options
+
+    args = yaml.safe_load(SERVE_CONFIG.read_text())["applications"][0]["args"]
+    assert task_options(args, "detect") == {"num_replicas": 1, "max_ongoing_requests": 32}
+    args["task_deployments"]["detect"] = {"num_replicas": 2}
+    assert task_options(args, "detect") == {"num_replicas": 2, "max_ongoing_requests": 32}
+    assert set(args["timeouts"]) >= {"default", "gallery"}
+    with pytest.raises(FacelabError, match="unknown option"):
+        task_options({"task_deployments": {"default": {"replicas": 2}}}, "detect")

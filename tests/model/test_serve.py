@@ -188,6 +188,13 @@ def test_malformed_input_is_4xx_and_service_survives(client, embeddings, body, s
     assert client.post("/sentiment", json={"embedding": embeddings[0]}, headers=READ).status_code == 200
 
 
+def test_extreme_finite_numbers_are_answered_or_refused_never_500(client):
+    for value in ("1e308", "-1e308", "5e-324", "123456789012345678901234567890"):
+        answer = client.post("/sentiment", content=('{"embedding": [' + ", ".join([value] * 512) + "]}").encode(),
+                             headers={**READ, "content-type": "application/json"})
+        assert answer.status_code in (200, 422), (value, answer.text)
+
+
 def test_body_limit_holds_for_declared_and_chunked_bodies(client, embeddings):
     big = b'{"embeddings": [' + b",".join([json.dumps(embeddings[0]).encode()] * 300) + b"]}"
     assert len(big) > LIMITS["max_body_bytes"]
@@ -233,7 +240,8 @@ _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | s
                      lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
                      max_leaves=30)
 _fields = st.fixed_dictionaries({}, optional={
-    "embedding": st.lists(st.floats(), min_size=510, max_size=514) | _json,
+    "embedding": st.lists(st.floats(), min_size=510, max_size=514) | _json
+    | st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=512, max_size=512),
     "embeddings": st.lists(st.lists(st.floats(width=32), min_size=512, max_size=512), max_size=2) | _json,
     "image": st.sampled_from(["", "aGk=", "%%%", "data:image/png;base64,AAAA"]) | st.binary(max_size=64).map(
         lambda b: __import__("base64").b64encode(b).decode()) | _json,

@@ -15,8 +15,9 @@ Vector = list[float]
 def _check_frames(frames: list[Vector], field_name: str) -> None:
     if len({len(f) for f in frames}) != 1:
         raise ValueError(f"'{field_name}': every descriptor must have the same length")
-    if not np.isfinite(np.asarray(frames, np.float64)).all():
-        raise ValueError(f"'{field_name}': descriptors must not contain NaN or infinity")
+    with np.errstate(over="ignore"):  # the aggregator's float32: 1e308 would become infinity there
+        if not np.isfinite(np.asarray(frames, np.float32)).all():
+            raise ValueError(f"'{field_name}': descriptors must not contain NaN, infinity or values beyond float32's range")
 
 
 class TrackRequest(BaseModel):

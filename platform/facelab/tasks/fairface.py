@@ -183,8 +183,9 @@ class FairFaceRequest(BaseModel):
         vectors = [self.embedding] if self.embedding is not None else self.embeddings or []
         if len({len(v) for v in vectors}) > 1 or any(not 1 <= len(v) <= MAX_DIM for v in vectors):
             raise ValueError(f"embeddings must all have the same length, 1 to {MAX_DIM}")
-        if vectors and not np.isfinite(np.asarray(vectors, np.float64)).all():
-            raise ValueError("embeddings must not contain NaN or infinity")
+        with np.errstate(over="ignore"):  # the predictor's float32: 1e308 would become infinity there
+            if vectors and not np.isfinite(np.asarray(vectors, np.float32)).all():
+                raise ValueError("embeddings must not contain NaN, infinity or values beyond float32's range")
         return self
 
 

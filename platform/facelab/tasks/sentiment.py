@@ -38,8 +38,9 @@ class SentimentRequest(BaseModel):
         for vector in [self.embedding] if self.embedding is not None else self.embeddings:
             if len(vector) != DIM:
                 raise ValueError(f"an embedding has {len(vector)} values, expected {DIM}")
-            if not np.isfinite(vector).all():
-                raise ValueError("embeddings must not contain NaN or infinity")
+            with np.errstate(over="ignore"):  # the predictor's float32: 1e308 would become infinity there
+                if not np.isfinite(np.asarray(vector, np.float32)).all():
+                    raise ValueError("embeddings must not contain NaN, infinity or values beyond float32's range")
         return self
 
 
