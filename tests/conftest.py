@@ -29,7 +29,6 @@ SLOW_FIXTURES = {
 SLOW_TESTS = {
     "test_fit_predict_and_serve",  # test_task_contract: a tiny fit of every task
     "test_train_tune_submit_score_with_relative_paths",  # test_relative_paths: the CLI verbs of every task
-    "test_tune_sweep_promotes_its_best_trial",  # test_tracks: a 2-trial sweep
     "test_fit_submit_score_on_a_tiny_real_voc",  # test_detect
     "test_a_tiny_fit_tries_no_network",  # test_yolo_offline: one YOLO epoch
     "test_tiny_runs_without_ray",  # test_gpu_runs_script: two subprocess fits

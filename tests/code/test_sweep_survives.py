@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tuning.runner import failed_trials, one_line, results_table
@@ -182,6 +183,13 @@ def test_sigkilled_sweep_resumes_without_redoing_trials_or_epochs(tmp_path, ray_
     assert resumed.returncode == 0, (tmp_path / "resume.log").read_text()[-3000:]
     summary = json.loads(stdout)
     assert summary["trials"] == 3 and summary["failed_trials"] == [] and summary["promoted"]
+    # the resumed sweep stores and promotes a trial's model, with every trial's result beside it
+    from facelab.store import ModelStore
+
+    run = ModelStore(str(store)).load("tracks")
+    trials = pd.read_csv(run.model_dir / "tune_results.csv")
+    assert len(trials) == 3 and trials["val_tpr@fpr=1e-05"].notna().all()
+    assert {"model.pt", "val_roc.png"} <= {p.name for p in run.model_dir.iterdir()}
 
     after = _epochs(sweep)
     assert len(after) == 3

@@ -1,5 +1,6 @@
-"""MCS2019 tracks (seed 003): the aggregator's parts checked by hand, then train -> submit -> score
-and a small Tune sweep through Ray Train on synthetic tracks, against the mean baseline."""
+"""MCS2019 tracks (seed 003): the aggregator's parts checked by hand, then the shared fit (a 1-trial
+Tune sweep through Ray Train on synthetic tracks) -> submit -> score, against the mean baseline.
+A sweep of several trials, killed and resumed, is tests/code/test_sweep_survives.py's."""
 
 import json
 
@@ -198,14 +199,3 @@ def test_predictor_actions(trained, tracks_data):
     assert match["same"][1] and len(match["same"]) == 2 and match["threshold"]["fpr"] == 1e-4
     with pytest.raises(Exception, match="this model takes 512"):
         predictor.aggregate(AggregateRequest(frames=[[0.1] * 128]))
-
-
-def test_tune_sweep_promotes_its_best_trial(ray_local, tracks_data, tmp_path):
-    from tuning.runner import sweep
-
-    result = sweep("tracks", tracks_data, str(tmp_path / "store"), samples=2, fixed={"epochs": 1})
-    assert result["trials"] == 2 and result["promoted"]
-    run = ModelStore(str(tmp_path / "store")).load("tracks")
-    trials = pd.read_csv(run.model_dir / "tune_results.csv")
-    assert len(trials) == 2 and "val_tpr@fpr=1e-05" in trials
-    assert {"model.pt", "val_roc.png"} <= {p.name for p in run.model_dir.iterdir()}
