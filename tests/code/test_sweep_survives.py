@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from killed_jobs import facelab, kill_group, ray_tmp  # noqa: F401 - ray_tmp is a fixture
 from tuning.runner import failed_trials, one_line, results_table
 
-REPO = Path(__file__).resolve().parents[2]
-FACELAB = str(Path(sys.executable).with_name("facelab"))
 EPOCHS = 6
 
 
@@ -97,52 +94,6 @@ def _snapshot(sweep: Path) -> dict[str, bytes]:
     return files
 
 
-def _kill_group(proc: subprocess.Popen, ray_tmp: Path) -> None:
-    """SIGKILL the driver's process group (the driver and the Ray it started), then any process
-    still holding that Ray's session folder (one that left the group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=60)
-    for _ in range(20):
-        left = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(ray_tmp).encode() in cmdline:
-                left.append(int(entry.name))
-        if not left:
-            return
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.5)
-
-
-def _facelab(args: list[str], ray_tmp: Path, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(ray_tmp),
-           "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
-    return subprocess.Popen([FACELAB, *args], cwd=REPO, env=env, start_new_session=True, text=True, **kwargs)
-
-
-@pytest.fixture
-def ray_tmp():
-    """RAY_TMPDIR of the subprocesses' own Ray (short: it holds Unix sockets), removed afterwards."""
-    import shutil
-
-    path = Path(f"/tmp/fl-kill-{os.getpid()}")
-    path.mkdir(exist_ok=True)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.mark.slow
 def test_sigkilled_sweep_resumes_without_redoing_trials_or_epochs(tmp_path, ray_tmp):
     from facelab.formats import get_format
@@ -152,7 +103,7 @@ def test_sigkilled_sweep_resumes_without_redoing_trials_or_epochs(tmp_path, ray_
     config.write_text(json.dumps({"epochs": EPOCHS}))
     store = tmp_path / "store"
     log = open(tmp_path / "tune.log", "w")
-    proc = _facelab(["tune", "--task", "tracks", "--data", str(data), "--samples", "3", "--max-concurrent", "1",
+    proc = facelab(["tune", "--task", "tracks", "--data", str(data), "--samples", "3", "--max-concurrent", "1",
                      "--config", str(config), "--store", str(store)], ray_tmp, stdout=log, stderr=subprocess.STDOUT)
     try:
         # kill once a trial has finished and the next has reported an epoch
@@ -167,19 +118,19 @@ def test_sigkilled_sweep_resumes_without_redoing_trials_or_epochs(tmp_path, ray_
                 break
             time.sleep(0.2)
     finally:
-        _kill_group(proc, ray_tmp)
+        kill_group(proc, ray_tmp)
         log.close()
     sweep = sweeps[0]
     before, files_before = _epochs(sweep), _snapshot(sweep)
     assert not (store / "tracks" / "promoted.json").exists()
 
     with open(tmp_path / "resume.log", "w") as out:
-        resumed = _facelab(["tune", "--resume", str(sweep), "--store", str(store)], ray_tmp,
+        resumed = facelab(["tune", "--resume", str(sweep), "--store", str(store)], ray_tmp,
                            stdout=subprocess.PIPE, stderr=out)
         try:
             stdout, _ = resumed.communicate(timeout=600)
         finally:
-            _kill_group(resumed, ray_tmp)
+            kill_group(resumed, ray_tmp)
     assert resumed.returncode == 0, (tmp_path / "resume.log").read_text()[-3000:]
     summary = json.loads(stdout)
     assert summary["trials"] == 3 and summary["failed_trials"] == [] and summary["promoted"]
