@@ -365,6 +365,12 @@ def actor_placement_groups() -> list[tuple[object, bool]]:
     dashboard (facelab.cluster.connect) does not serve, so they would hold their CPUs until the
     driver exits. Read from the GCS table: its creator fields are not in the public one."""
     import ray
+    # Private API, on purpose until Ray offers a public one: ray.util.placement_group_table() has no
+    # creator fields, and the public State API (ray.util.state.list_placement_groups) needs the
+    # dashboard, which facelab.cluster.connect leaves off. Upstream, Ray Train's own
+    # PlacementGroupCleaner (ray-project/ray#58515; its rework for concurrent Train runs under Tune,
+    # ray-project/ray#65443, is open) is what should free these; when it works for an embedded Ray,
+    # this function and ReleasePlacementGroups go.
     from ray._private.state import state
     from ray.core.generated import gcs_pb2
     from ray.util.placement_group import PlacementGroup
