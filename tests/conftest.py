@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 # starts a cluster once per module or session), and the tests named in SLOW_TESTS, which do it in
 # their own body. Everything else (hand-checked units, formats, declarations) stays fast.
 SLOW_FIXTURES = {
-    "task_fit", "trained", "tuned_sentiment", "train_promoted", "submitted", "resumed_sweep", "killed_run", "fitted",
+    "task_fit", "trained", "tuned_sentiment", "submitted", "resumed_sweep", "killed_run", "fitted",
     "service", "two_node_cluster",
 }
 SLOW_TESTS = {

@@ -1,5 +1,5 @@
 """Fits shared by the model tests: one tiny tuned run per task (`task_fit`), a sentiment model
-tuned, refitted and promoted once, and helpers to train into a fresh store."""
+tuned, refitted and promoted once, and the check of a mask submission."""
 
 import os
 from dataclasses import dataclass
@@ -106,21 +106,6 @@ def tuned_sentiment(ray_local, sentiment_data, tmp_path_factory):
     result = sweep("sentiment", sentiment_data, store, samples=4)
     return store, result
 
-
-
-@pytest.fixture(scope="session")
-def train_promoted(ray_local, tmp_path_factory):
-    """`facelab train --promote` of a task on a data folder into a fresh store, with the Ray Train
-    checkpoints in a temporary folder: fit(task, data, config) -> (data, store, run_id, metrics)."""
-    from facelab.train import train
-
-    def fit(task: str, data, config: dict) -> tuple:
-        store = str(tmp_path_factory.mktemp(f"{task}-store"))
-        config = {**config, "storage_path": str(tmp_path_factory.mktemp(f"{task}-train"))}
-        run_id, metrics = train(task, data, store, config=config, promote=True)
-        return data, store, run_id, metrics
-
-    return fit
 
 
 @pytest.fixture(scope="session")
