@@ -1,5 +1,5 @@
 # The two commands of the README. Both install first (idempotent, from requirements.lock).
-.PHONY: install demo test test-fast lock
+.PHONY: install demo test test-fast bench lock
 
 install:
 	@bash scripts/install.sh
@@ -14,6 +14,10 @@ test: install
 # Unit, format and declaration tests: no training, no Serve, one embedded Ray; under 5 minutes.
 test-fast: install
 	RAY_AUTH_MODE=disabled .venv/bin/python -m pytest -q -m "not slow" --durations=10
+
+# Every benchmark under bench/ (facelab against its baseline, interleaved, ratios): at most 20 minutes here.
+bench: install
+	RAY_AUTH_MODE=disabled .venv/bin/python bench/run_all.py
 
 # Re-pin after changing dependencies (then commit requirements.lock).
 lock:
