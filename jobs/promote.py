@@ -11,6 +11,13 @@ from facelab.errors import FacelabError
 from jobs.common import Store, Task, command, emit
 
 
+# A Serve application resolves each task's promoted run when it is built, so every replica serves the
+# same run; a promotion reaches it only through a new deployment.
+ROLLOUT = ("a running Serve application keeps the run it was deployed with: roll this one out with `facelab serve` "
+           "(local) or `serve deploy serve/config.yaml` (cluster; Serve replaces the replicas one by one); "
+           "`GET /tasks` shows the run id of every replica")
+
+
 @command
 def promote(
     task: Task,
@@ -21,7 +28,7 @@ def promote(
     from facelab.store import ModelStore
 
     record = ModelStore(paths.store_uri(store)).promote(task, run)
-    emit({"task": task, "promoted": run, "previous": record["previous"]})
+    emit({"task": task, "promoted": run, "previous": record["previous"], "rollout": ROLLOUT})
 
 
 @command

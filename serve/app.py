@@ -25,7 +25,7 @@ import asyncio
 import base64
 import json
 import logging
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
@@ -33,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
+import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -96,18 +97,20 @@ class TaskModel:
     """The promoted model of one task behind its batch predictor: requests are decoded here (not in
     the gateway) and their rows batched across concurrent requests."""
 
-    def __init__(self, task: str, store: Optional[str] = None):
+    def __init__(self, task: str, store: Optional[str] = None, run_id: Optional[str] = None):
         self.task = get_task(task)
         uri = paths.store_uri(store)
-        try:
-            run = ModelStore(uri).load(task, check_config=self.task.config)
+        try:  # run_id: the run build_app resolved, so every replica of the task serves the same one
+            run = ModelStore(uri).load(task, run_id, check_config=self.task.config)
         except FacelabError as exc:  # the store URI may carry credentials: never log them
             raise FacelabError(redact_text(str(exc), [uri, store])) from None
         self.run_id, self.store = run.run_id, redact_uri(uri)
         self.predictor = self.task.predictor_class(str(run.model_dir))
+        self.batches = BatchSizes(task)
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def predict(self, rows: list[dict]) -> list[dict]:
+        self.batches.observe(len(rows))
         return predict_rows(self.predictor, rows)
 
     async def answer(self, request: BaseModel):
@@ -129,7 +132,31 @@ class TaskModel:
 
     def info(self) -> dict:
         return {"task": self.task.name, "run_id": self.run_id, "store": self.store,
-                "replica": serve.get_replica_context().replica_tag, "actions": sorted(self.task.actions)}
+                "replica": serve.get_replica_context().replica_tag, "actions": sorted(self.task.actions),
+                "batches": self.batches.summary()}
+
+
+class BatchSizes:
+    """The sizes of the batches `@serve.batch` formed in one replica: a Serve metric
+    (`facelab_batch_size`, a histogram per task, on Ray's metrics endpoint) and a summary for `/tasks`."""
+
+    BOUNDARIES = [1, 2, 4, 8, 16, 32, 64]
+
+    def __init__(self, task: str):
+        from ray.serve.metrics import Histogram
+
+        self.count = self.rows = self.largest = 0
+        self.histogram = Histogram("facelab_batch_size", description="rows per batch formed by @serve.batch",
+                                   boundaries=self.BOUNDARIES, tag_keys=("task",))
+        self.histogram.set_default_tags({"task": task})
+
+    def observe(self, size: int) -> None:
+        self.count, self.rows, self.largest = self.count + 1, self.rows + size, max(self.largest, size)
+        self.histogram.observe(size)
+
+    def summary(self) -> dict:
+        return {"count": self.count, "rows": self.rows, "largest": self.largest,
+                "mean": round(self.rows / self.count, 2) if self.count else None}
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16)
@@ -227,17 +254,46 @@ def _upload_error(exc: UploadError) -> ApiError:
     return ApiError(exc.status, code, exc.reason, field=exc.field)
 
 
-async def _call(awaitable, timeout: Optional[float]):
+# A replica that dies under a request (node lost, actor killed) fails it with one of these; Serve
+# starts a replacement and routes the next call elsewhere.
+REPLICA_LOST = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
+
+
+async def _call(awaitable, timeout: Optional[float], again: Optional[Callable[[], Any]] = None):
     """Await a deployment call under the request timeout; bad input found inside it (not an image,
-    no face) is still a 4xx naming the field."""
+    no face) is still a 4xx naming the field. `again` makes the call anew: given for idempotent
+    calls (predictions), which are retried once when their replica was lost."""
     try:
-        return await asyncio.wait_for(awaitable, timeout)
+        try:
+            return await asyncio.wait_for(awaitable, timeout)
+        except REPLICA_LOST as exc:
+            if again is None:
+                raise ApiError(503, "unavailable", "the model's replica was lost; try again") from None
+            logger.warning("a replica was lost under a request (%s); retrying it once", type(exc).__name__)
+            return await asyncio.wait_for(again(), timeout)
+    except REPLICA_LOST:
+        raise ApiError(503, "unavailable", "the model's replicas were lost twice; try again") from None
     except UploadError as exc:
         raise _upload_error(exc) from None
     except FacelabError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
     except asyncio.TimeoutError:
         raise ApiError(504, "timeout", f"no answer within the request timeout of {timeout} s") from None
+
+
+async def _replicas(task: str, handle: DeploymentHandle) -> dict:
+    """Ask every running replica of a task what it serves (DeploymentHandle.broadcast, a public alpha
+    API in Ray 2.60): its run id and the batch sizes it formed."""
+    answers = await handle.broadcast("info").results_async(timeout_s=30, return_exceptions=True)
+    replicas = [a for a in answers if isinstance(a, dict)]
+    if not replicas:
+        raise ApiError(503, "unavailable", f"no replica of task '{task}' answered")
+    runs = sorted({a["run_id"] for a in replicas})
+    first = replicas[0]
+    return {"task": task, "run_id": runs[0] if len(runs) == 1 else runs, "store": first["store"],
+            "actions": first["actions"], "replicas_unanswered": len(answers) - len(replicas),
+            "replicas": sorted(({"replica": a["replica"], "run_id": a["run_id"], "batches": a["batches"]}
+                                for a in replicas), key=lambda r: r["replica"])}
 
 
 def _respond(result):
@@ -330,9 +386,10 @@ class Gateway:
     # --- read routes ------------------------------------------------------------------------------
     @api.get("/tasks")
     async def tasks(self, request: Request) -> list[dict]:
-        """The served models: task, the run id and store (credentials redacted) the replica serves."""
+        """The served models: per task, the run id and store (credentials redacted), and each running
+        replica with the run it serves and the batch sizes it formed."""
         self._authorize(request)
-        return list(await asyncio.gather(*(handle.info.remote() for handle in self.models.values())))
+        return list(await asyncio.gather(*(_replicas(task, handle) for task, handle in self.models.items())))
 
     # --- gallery (declared before the generic task routes so they win) --------------------------
     @api.get("/gallery/subjects")
@@ -371,7 +428,8 @@ class Gateway:
     async def predict(self, task: str, request: Request):
         spec = self._spec(task)
         parsed = await self._body(request, spec.Request)
-        return _respond(await _call(self.models[task].answer.remote(parsed), self._timeout(task)))
+        answer = lambda: self.models[task].answer.remote(parsed)  # noqa: E731
+        return _respond(await _call(answer(), self._timeout(task), again=answer))
 
     @api.post("/{task}/{action}", include_in_schema=False)
     async def act(self, task: str, action: str, request: Request):
@@ -416,7 +474,8 @@ def build_app(args: Optional[dict] = None):
                                 "limits": Limits.model_validate(args.get("limits") or {}).model_dump(),
                                 "timeouts": dict(args.get("timeouts") or {})}
     logger.info("facelab gateway: %s tasks, %r, store %s", len(tasks), settings["keys"], shown)
-    return Gateway.bind({task: TaskModel.options(name=task, **task_options(args, task)).bind(task, store.uri)
+    runs = {task: store.promoted(task) for task in tasks}  # resolved once: every replica serves the same run
+    return Gateway.bind({task: TaskModel.options(name=task, **task_options(args, task)).bind(task, store.uri, runs[task])
                          for task in tasks}, gallery, settings)
 
 

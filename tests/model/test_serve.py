@@ -50,7 +50,9 @@ def service(ray_local, sentiment_data, tmp_path_factory):
     from serve.app import build_app
 
     store = str(tmp_path_factory.mktemp("serve-store"))
-    train("sentiment", sentiment_data, store, config={"model": "logreg", "ensemble_folds": 2}, promote=True)
+    config = {"model": "logreg", "ensemble_folds": 2}
+    train("sentiment", sentiment_data, store, config=config, promote=False)  # promoted while serving, below
+    train("sentiment", sentiment_data, store, config=config, promote=True)
     keys = tmp_path_factory.mktemp("keys") / "keys"
     keys.write_text(f"{READ_KEY}\nadmin:{ADMIN_KEY}\n")
     host = resolve_config(SERVE_CONFIG, environ={})["http_options"]["host"]  # what `facelab serve` would bind
@@ -58,7 +60,8 @@ def service(ray_local, sentiment_data, tmp_path_factory):
     serve.start(http_options={"host": host, "port": port})
     gallery = tmp_path_factory.mktemp("gallery") / "gallery.sqlite"
     serve.run(build_app({"store": store, "tasks": ["sentiment"], "gallery": str(gallery), "api_keys_file": str(keys),
-                         "limits": LIMITS}), name="facelab", route_prefix="/")
+                         "limits": LIMITS, "task_deployments": {"sentiment": {"num_replicas": 2}}}),
+              name="facelab", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
 
@@ -130,10 +133,32 @@ def test_a_cross_site_text_plain_post_gets_415(client, embeddings, service):
     assert client.post("/sentiment", files={"embedding": ("e.json", b"[]")}, headers=READ).status_code == 415
 
 
-def test_tasks_shows_the_run_id_and_a_redacted_store(client):
+def test_tasks_shows_every_replica_and_the_run_it_serves(client):
+    from facelab.store import ModelStore
+
     served = client.get("/tasks", headers=READ).json()
-    assert [s["task"] for s in served] == ["sentiment"] and served[0]["run_id"] and served[0]["replica"]
-    assert "store" in served[0]
+    assert [s["task"] for s in served] == ["sentiment"] and "store" in served[0]
+    replicas = served[0]["replicas"]
+    assert len({r["replica"] for r in replicas}) == 2 and served[0]["replicas_unanswered"] == 0
+    store = ModelStore(served[0]["store"])
+    assert {r["run_id"] for r in replicas} == {served[0]["run_id"]} == {store.promoted("sentiment")}
+
+
+def test_a_promotion_reaches_no_replica_until_it_is_rolled_out(client, facelab_cli):
+    """Replicas serve the run resolved when the app was built: promoting another run mixes nothing,
+    and `facelab promote` says how to roll it out."""
+    from facelab.store import ModelStore
+
+    served = client.get("/tasks", headers=READ).json()[0]
+    store = ModelStore(served["store"])
+    other = next(m["run_id"] for m in store.scan("sentiment")[0] if m["run_id"] != served["run_id"])
+    said = facelab_cli("promote", "--task", "sentiment", "--run", other, "--store", store.uri)
+    assert said["promoted"] == other and "serve deploy" in said["rollout"]
+    try:
+        after = client.get("/tasks", headers=READ).json()[0]
+        assert {r["run_id"] for r in after["replicas"]} == {served["run_id"]}
+    finally:
+        store.promote("sentiment", served["run_id"])
 
 
 # --- typed API -------------------------------------------------------------------------------------
@@ -163,6 +188,49 @@ def test_concurrent_requests_are_batched_consistently(service, embeddings):
                                                      timeout=60).json(), embeddings))
     batch = httpx.post(f"{service}/sentiment", json={"embeddings": embeddings}, headers=READ, timeout=60).json()["predictions"]
     assert [a["label"] for a in answers] == [b["label"] for b in batch]
+    batches = [r["batches"] for r in httpx.get(f"{service}/tasks", headers=READ).json()[0]["replicas"]]
+    assert sum(b["rows"] for b in batches) >= 2 * len(embeddings)  # every row counted, in some replica
+    assert max(b["largest"] for b in batches) > 1  # rows of concurrent requests (and a batch request) batched
+
+
+def test_a_killed_replica_loses_no_request(service, embeddings, ray_local):
+    """Two replicas, one killed (`ray.kill` of its actor, as Serve's fault-tolerance guide does) under
+    concurrent requests: the gateway retries the lost predictions once, so every request gets its
+    answer, and Serve starts a replacement."""
+    import concurrent.futures as cf
+    import threading
+    import time
+
+    replicas = [name["name"] for name in ray_local.util.list_named_actors(all_namespaces=True)
+                if name["name"].startswith("SERVE_REPLICA::facelab#sentiment#")]
+    assert len(replicas) == 2, replicas
+    statuses, done = [], threading.Event()
+
+    def load():
+        with httpx.Client(base_url=service, timeout=60, headers=READ) as c:
+            while not done.is_set():
+                statuses.append(c.post("/sentiment", json={"embeddings": embeddings}).status_code)
+
+    with cf.ThreadPoolExecutor(4) as pool:
+        clients = [pool.submit(load) for _ in range(4)]
+        while len(statuses) < 20:
+            time.sleep(0.05)
+        ray_local.kill(ray_local.get_actor(replicas[0], namespace="serve"), no_restart=True)
+        killed_at = len(statuses)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_running(service)) < 2:
+            time.sleep(0.5)
+        time.sleep(1)
+        done.set()
+        [c.result() for c in clients]
+    assert len(statuses) > killed_at + 8
+    assert collections.Counter(statuses) == {200: len(statuses)}
+    assert len(_running(service)) == 2 and replicas[0] not in [f"SERVE_REPLICA::facelab#sentiment#{r}" for r in _running(service)]
+
+
+def _running(service) -> list[str]:
+    answer = httpx.get(f"{service}/tasks", headers=READ, timeout=60).json()[0]
+    return [r["replica"] for r in answer["replicas"]]
 
 
 # --- budgets, never a 500 --------------------------------------------------------------------------
