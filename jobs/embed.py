@@ -21,6 +21,10 @@ def embed(
     pad: Annotated[float, typer.Option("--pad", min=0.0, help="black border, a fraction of the image, for tight crops")] = 0.15,
     fallback_whole: Annotated[bool, typer.Option("--fallback-whole/--no-fallback", help="take the whole image as the face when none is found (face crops such as FER)")] = False,
     max_faces: Annotated[int, typer.Option("--max-faces", min=1, help="faces kept per image, best first")] = 1,
+    upsample: Annotated[int, typer.Option("--upsample", min=0, help="dlib's pyramid upsampling in the hog/cnn detector (face_recognition's number_of_times_to_upsample)")] = 0,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="drop faces the detector scores below this")] = None,
+    encodings: Annotated[str, typer.Option("--encodings", help="both (encoding and encoding_large), small or large")] = "both",
+    landmarks: Annotated[bool, typer.Option("--landmarks/--no-landmarks", help="the 5 and 68 landmark columns (one 68-point fit per face)")] = True,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="only the first N images (sorted by path)")] = None,
     actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="detector/encoder actors (default: one per CPU)")] = None,
     address: Address = None,
@@ -29,7 +33,8 @@ def embed(
     from facelab.embed import EmbedOptions, embed_folder
 
     options = EmbedOptions(detector=detector, min_side=min_side, pad=pad, fallback_whole=fallback_whole,
-                           max_faces=max_faces)
+                           max_faces=max_faces, upsample=upsample, threshold=threshold, encodings=encodings,
+                           landmarks=landmarks)
     connect(address)
     emit(embed_folder(data, out, options, actors=actors, limit=limit))
 

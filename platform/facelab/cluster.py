@@ -7,7 +7,8 @@ import os
 
 
 def connect(address: str | None = None, *, quiet: bool = False, num_cpus: int | None = None):
-    """ray.init for jobs: joins `address` (or $RAY_ADDRESS) when given, else starts a local Ray.
+    """ray.init for jobs: joins `address` (or $RAY_ADDRESS) when given, else starts a local Ray
+    with `num_cpus` CPUs ($FACELAB_NUM_CPUS when not given; default: every CPU of this machine).
 
     Inside `ray job submit` the job driver finds its cluster through RAY_ADDRESS itself.
     """
@@ -20,6 +21,8 @@ def connect(address: str | None = None, *, quiet: bool = False, num_cpus: int | 
     kwargs = {"ignore_reinit_error": True, "logging_level": logging.WARNING}
     if quiet:
         kwargs["log_to_driver"] = False
+    if num_cpus is None and os.environ.get("FACELAB_NUM_CPUS"):
+        num_cpus = int(os.environ["FACELAB_NUM_CPUS"])
     if address:
         ray.init(address=address, **kwargs)
     else:

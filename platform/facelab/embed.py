@@ -1,6 +1,8 @@
 """Face embeddings of a folder of images: a Ray Data job (detect -> align -> encode) written to parquet.
 
     facelab embed --data DIR --out FILE.parquet [--detector hog --min-side 240 --fallback-whole]
+    facelab embed --data DIR --out FILE.parquet --min-side 1 --pad 0 --upsample 1 --threshold 0 \
+        --encodings small --no-landmarks      # face_recognition's face_locations + face_encodings
 
 Every image under DIR (recursive; .jpg .jpeg .png .pgm .bmp) is read as bytes by Ray Data, decoded,
 searched for faces and encoded in a pool of actors (`map_batches`, one detector and encoder each).
@@ -19,6 +21,12 @@ Alignment is dlib's: the encoder cuts a 150x150 chip aligned on the face's 5 ("s
     width, height   the image size
     reason          "" for a face found; otherwise why the row has no face or a stand-in:
                     "no face found", "no face found; whole image used", "not a readable image (...)"
+
+By default every face gets both encodings and its 68 points (three 68-point fits and two ResNet
+passes); `--encodings small --no-landmarks` computes what `face_recognition.face_encodings` does (one
+5-point fit, one ResNet pass: the columns not computed are null), and with `--min-side 1 --pad 0
+--upsample 1 --threshold 0` the HOG boxes are `face_recognition.face_locations`' (dlib's detector
+upsampled once, score above 0), so the encodings are the same within 1e-5 (bench/face_pipeline.py).
 
 An undecodable file or an image without a face is a row with its reason, never a crash. While it
 runs the job shows a progress bar with an ETA on a terminal (a log line every 30 s otherwise) and
@@ -62,6 +70,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".bmp")
 NO_FACE = "no face found"
 WHOLE_IMAGE = "no face found; whole image used"
 
+ENCODINGS = ("both", "small", "large")
 FLOATS = pa.list_(pa.float32())
 SCHEMA = pa.schema([
     ("file", pa.string()), ("face", pa.int16()), ("box", FLOATS), ("score", pa.float32()),
@@ -80,10 +89,17 @@ class EmbedOptions:
     threshold: float | None = None
     fallback_whole: bool = False
     max_faces: int = 1
+    upsample: int = 0  # dlib's pyramid upsampling inside the detector (hog, cnn)
+    encodings: str = "both"  # "both" (encoding and encoding_large), "small" or "large"
+    landmarks: bool = True  # the 5 and 68 landmark columns (a 68-point fit per face)
+
+    def __post_init__(self):
+        if self.encodings not in ENCODINGS:
+            raise FacelabError(f"embed encodings '{self.encodings}' is not one of {', '.join(ENCODINGS)}")
 
     def detector_options(self) -> dict:
         return {"min_side": self.min_side, "pad": self.pad, "threshold": self.threshold,
-                "fallback_whole": self.fallback_whole}
+                "fallback_whole": self.fallback_whole, "upsample": self.upsample, "landmarks": self.landmarks}
 
 
 # How the FairFace-style data's embeddings are made from UTKFace photos (the converter), and how a
@@ -131,10 +147,14 @@ class FaceEmbedder:
         faces = self.detect(image)[: self.options.max_faces]
         if not faces:
             return [{**empty, "width": width, "height": height, "reason": NO_FACE}]
-        codes = self.encoder.encode(image, [f.box for f in faces], model="mean")
+        wanted = self.options.encodings
+        codes = self.encoder.encode(image, [f.box for f in faces], model="mean" if wanted == "both" else wanted)
+        marks = self.options.landmarks
         return [{"file": file, "face": i, "box": _flat(f.box), "score": f.score, "whole_image": f.whole_image,
-                 "landmarks": _flat(f.landmarks), "landmarks68": _flat(dlib_points(image, f.box, 68)),
-                 "encoding": codes["small"][i].tolist(), "encoding_large": codes["large"][i].tolist(),
+                 "landmarks": _flat(f.landmarks) if marks else None,
+                 "landmarks68": _flat(dlib_points(image, f.box, 68)) if marks else None,
+                 "encoding": codes["small"][i].tolist() if "small" in codes else None,
+                 "encoding_large": codes["large"][i].tolist() if "large" in codes else None,
                  "width": width, "height": height, "reason": WHOLE_IMAGE if f.whole_image else ""}
                 for i, f in enumerate(faces)]
 
@@ -193,10 +213,15 @@ def _done_files(parts: Path) -> set[str]:
 OPTIONS_KEY = b"facelab.embed.options"
 
 
+# options added later, stamped only when not at their default (so earlier files and parts still match)
+LATER_OPTIONS = {"upsample": 0, "encodings": "both", "landmarks": True}
+
+
 def _options_text(options: EmbedOptions) -> str:
     import json
 
-    return json.dumps(asdict(options), sort_keys=True)
+    stamped = {k: v for k, v in asdict(options).items() if k not in LATER_OPTIONS or v != LATER_OPTIONS[k]}
+    return json.dumps(stamped, sort_keys=True)
 
 
 def _parts_folder(out: Path, options: EmbedOptions) -> Path:

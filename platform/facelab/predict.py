@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -68,7 +67,7 @@ def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None 
     predictor fails on is left out and reported there instead of failing the job."""
     import ray
 
-    actors = actors or max(1, min(4, (os.cpu_count() or 2) // 2))
+    actors = actors or cluster_cpus()
     gpus = _gpus_for(task)
     if gpus:  # one GPU per actor: no more actors than GPUs
         actors = min(actors, gpus)
@@ -78,6 +77,13 @@ def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None 
         # actor gets work; materialized first, so the actors may hold every CPU without starving it
         batch_size = rows_per_call
         dataset = dataset.repartition(target_num_rows_per_block=rows_per_call).materialize()
+    else:
+        # a format read with `from_pandas` is one block, and one block is one actor's work: split the
+        # rows into a batch per actor (at most `batch_size` rows each); materialized first as above
+        dataset = dataset.materialize()
+        rows = dataset.count()
+        batch_size = max(1, min(batch_size, -(-rows // actors)))
+        dataset = dataset.repartition(target_num_rows_per_block=batch_size).materialize()
     predictor, kwargs = task.predictor_class, {"model_dir": str(model_dir)}
     if sink is not None:
         predictor, kwargs = GuardedPredictor, {"predictor_class": task.predictor_class, "sink": sink, **kwargs}
@@ -110,6 +116,13 @@ def _stack(values: list) -> np.ndarray:
         column = np.empty(len(values), dtype=object)
         column[:] = values
         return column
+
+
+def cluster_cpus() -> int:
+    """The cluster's CPUs (every node's, not the driver's `os.cpu_count()`): one predictor actor each."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def _gpus_for(task: Task) -> int:

@@ -54,13 +54,17 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 class Detector:
-    """Finds faces in an RGB uint8 image. `min_side`: smaller images are upsampled to it first."""
+    """Finds faces in an RGB uint8 image. `min_side`: smaller images are upsampled to it first;
+    `upsample`: dlib's own pyramid upsampling (hog, cnn; face_recognition's `number_of_times_to_upsample`);
+    `landmarks=False` leaves each face's five landmarks at zero (one 68-point fit per face less, for
+    callers that need only the boxes)."""
 
     name: str
 
     def __init__(self, min_side: int = 160, threshold: float | None = None, fallback_whole: bool = False,
-                 pad: float = 0.15):
+                 pad: float = 0.15, upsample: int = 0, landmarks: bool = True):
         self.min_side, self.threshold, self.fallback_whole, self.pad = min_side, threshold, fallback_whole, pad
+        self.upsample, self.landmarks = int(upsample), landmarks
 
     def _find(self, image: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
         raise NotImplementedError
@@ -68,6 +72,7 @@ class Detector:
     def __call__(self, image: np.ndarray) -> list[Face]:
         from facelab.faces.landmarks import five_points
 
+        points = five_points if self.landmarks else (lambda image, box: np.zeros((5, 2), np.float32))
         image = _rgb(image)
         height, width = image.shape[:2]
         scale = max(1.0, self.min_side / min(height, width))
@@ -83,10 +88,10 @@ class Detector:
             box = (max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))
             if box[2] - box[0] < 2 or box[3] - box[1] < 2:
                 continue
-            faces.append(Face(box, float(score), five_points(image, box)))
+            faces.append(Face(box, float(score), points(image, box)))
         if not faces and self.fallback_whole:
             box = (0.0, 0.0, float(width), float(height))
-            faces.append(Face(box, 0.0, five_points(image, box), whole_image=True))
+            faces.append(Face(box, 0.0, points(image, box), whole_image=True))
         return sorted(faces, key=lambda f: -f.score)
 
 
@@ -96,7 +101,7 @@ class HogDetector(Detector):
     def _find(self, image):
         import dlib
 
-        rects, scores, _ = _dlib_hog().run(image, 0, -0.5)
+        rects, scores, _ = _dlib_hog().run(image, self.upsample, -0.5)
         return [((r.left(), r.top(), r.right(), r.bottom()), s) for r, s in zip(rects, scores)]
 
 
@@ -104,7 +109,7 @@ class CnnDetector(Detector):
     name = "cnn"
 
     def _find(self, image):
-        return [((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()), d.confidence) for d in _dlib_cnn()(image, 0)]
+        return [((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()), d.confidence) for d in _dlib_cnn()(image, self.upsample)]
 
 
 class MediapipeDetector(Detector):
@@ -174,7 +179,7 @@ _CLASSES = {cls.name: cls for cls in (HogDetector, CnnDetector, MediapipeDetecto
 
 
 def get_detector(name: str = "hog", **options) -> Detector:
-    """A detector by name (see DETECTORS); options: min_side, threshold, fallback_whole, pad."""
+    """A detector by name (see DETECTORS); options: min_side, threshold, fallback_whole, pad, upsample, landmarks."""
     if name not in _CLASSES:
         raise FacelabError(f"unknown face detector '{name}'; detectors: {', '.join(DETECTORS)}")
     return _CLASSES[name](**options)

@@ -40,26 +40,41 @@ class FaceEncoder:
             raise FacelabError(f"encoder padding {padding} is outside 0..2")
         self.jitters, self.padding = jitters, padding
 
-    def _one(self, image: np.ndarray, box: Box, points: int) -> np.ndarray:
-        shape = dlib_shape(image, box, points)
-        return np.asarray(_resnet().compute_face_descriptor(image, shape, self.jitters, self.padding), np.float32)
-
     def encode(self, image: np.ndarray, boxes: list[Box], model: str = "mean") -> dict[str, np.ndarray]:
+        return self.encode_many([image] * len(boxes), boxes, model)
+
+    def encode_many(self, images: list[np.ndarray], boxes: list[Box], model: str = "mean") -> dict[str, np.ndarray]:
+        """Face `boxes[i]` of `images[i]` (the same image may repeat), every face through dlib's network in
+        one batched call per model: the numbers `encode` gives face by face, with less overhead."""
+        import dlib
+
         _check(model)
-        image = np.ascontiguousarray(image[:, :, :3] if image.ndim == 3 else np.repeat(image[:, :, None], 3, 2), np.uint8)
+        if len(images) != len(boxes):
+            raise FacelabError(f"encode_many: {len(images)} images for {len(boxes)} boxes")
         wanted = ("small", "large") if model == "mean" else (model,)
-        return {m: np.stack([self._one(image, b, POINTS[m]) for b in boxes]) if boxes else np.zeros((0, 128), np.float32)
-                for m in wanted}
+        if not boxes:
+            return {m: np.zeros((0, 128), np.float32) for m in wanted}
+        ready: dict[int, np.ndarray] = {}  # id(image) -> RGB uint8, converted once per distinct image
+        rgb = []
+        for image in images:
+            if id(image) not in ready:
+                array = np.asarray(image)
+                ready[id(image)] = np.ascontiguousarray(
+                    array[:, :, :3] if array.ndim == 3 else np.repeat(array[:, :, None], 3, 2), np.uint8)
+            rgb.append(ready[id(image)])
+        out = {}
+        for m in wanted:
+            shapes = [dlib.full_object_detections([dlib_shape(im, box, POINTS[m])]) for im, box in zip(rgb, boxes)]
+            codes = _resnet().compute_face_descriptor(rgb, shapes, self.jitters, self.padding)
+            out[m] = np.stack([np.asarray(c[0], np.float32) for c in codes])
+        return out
 
     def encode_whole(self, images: list[np.ndarray], model: str = "small") -> np.ndarray:
         """Each image taken whole as one face crop (tiles, FER 48x48 faces): [n, 128] for one model."""
         if model == "mean":
             raise FacelabError("encode_whole takes one model, 'small' or 'large'")
-        out = []
-        for image in images:
-            height, width = image.shape[:2]
-            out.append(self.encode(image, [(0, 0, width - 1, height - 1)], model)[model][0])
-        return np.stack(out) if out else np.zeros((0, 128), np.float32)
+        boxes = [(0, 0, image.shape[1] - 1, image.shape[0] - 1) for image in images]
+        return self.encode_many(images, boxes, model)[model]
 
 
 def distances(a: dict[str, np.ndarray], b: dict[str, np.ndarray], model: str = "mean") -> np.ndarray:

@@ -126,7 +126,8 @@ class CrowdSolver:
         if unknown:
             raise FacelabError(f"unknown crowd variants {sorted(unknown)}; variants: {', '.join(VARIANTS)}")
         self.encoder = FaceEncoder(jitters)
-        self.detector = get_detector(detector, fallback_whole=True)
+        # only the boxes are used (the encoder fits its own landmarks): no 68-point fit per detection
+        self.detector = get_detector(detector, fallback_whole=True, landmarks=False)
         self.mesh = FaceMesh(max_faces=1) if LANDMARKS in self.variants else None
 
     def _needed(self) -> dict[str, set[str]]:
@@ -146,8 +147,8 @@ class CrowdSolver:
                 out[mode] = {m: self.encoder.encode_whole(faces, m) for m in models}
                 continue
             model = "mean" if len(models) == 2 else next(iter(models))
-            codes = [self.encoder.encode(face, [self.detector(face)[0].box], model) for face in faces]
-            out[mode] = {m: np.concatenate([c[m] for c in codes]) for m in models}
+            codes = self.encoder.encode_many(faces, [self.detector(face)[0].box for face in faces], model)
+            out[mode] = {m: codes[m] for m in models}
         return out
 
     def landmark_features(self, faces: list[np.ndarray]) -> np.ndarray:
