@@ -9,6 +9,7 @@ demo: install
 
 # The whole suite (CI runs this): at most 25 minutes on a 2-core machine; prints the 20 slowest steps.
 test: install
+	@bash scripts/install_browser.sh
 	RAY_AUTH_MODE=disabled .venv/bin/python -m pytest -q --durations=20
 
 # Unit, format and declaration tests: no training, no Serve, one embedded Ray; under 5 minutes.
