@@ -7,6 +7,7 @@ Listening beyond the loopback with no API key configured is refused unless `--in
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
@@ -55,11 +56,13 @@ def serve(
     with tempfile.NamedTemporaryFile("w", prefix="facelab-serve-", suffix=".yaml", delete=False) as out:
         yaml.safe_dump(resolved, out, sort_keys=False)
     # like every facelab job: the given cluster, else $RAY_ADDRESS, else a fresh embedded local Ray
-    argv = ["serve", "run", out.name, "--address", address or os.environ.get("RAY_ADDRESS") or "local"]
+    # Serve's CLI from this interpreter (`python -m ray.serve.scripts`), not whatever `serve` is on PATH
+    argv = [sys.executable, "-m", "ray.serve.scripts", "run", out.name,
+            "--address", address or os.environ.get("RAY_ADDRESS") or "local"]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     typer.echo(f"facelab serve: http://{resolved['http_options']['host']}:{resolved['http_options'].get('port', 8000)}/",
                err=True)
-    os.execvp("serve", argv)
+    os.execv(sys.executable, argv)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ may show, and the gateway's budgets (body streaming, JSON depth and numbers, ima
 import asyncio
 import io
 import json
+import sys
 
 import pytest
 import yaml
@@ -74,18 +75,18 @@ def test_facelab_serve_cli_resolves_the_host_and_refuses_exposure(monkeypatch):
     from jobs.cli import app
 
     ran = []
-    monkeypatch.setattr("os.execvp", lambda program, argv: ran.append(argv))
+    monkeypatch.setattr("os.execv", lambda program, argv: ran.append(argv))
     monkeypatch.delenv("FACELAB_API_KEYS", raising=False)
     monkeypatch.delenv("FACELAB_API_KEYS_FILE", raising=False)
     runner = CliRunner()
     refused = runner.invoke(app, ["serve", "--host", "0.0.0.0"])
     assert refused.exit_code == 2 and "refusing to serve on 0.0.0.0" in refused.output and not ran
     assert runner.invoke(app, ["serve"]).exit_code == 0
-    argv = ran[-1]
-    assert argv[:2] == ["serve", "run"]
-    assert yaml.safe_load(open(argv[2]))["http_options"]["host"] == "127.0.0.1"
+    argv = ran[-1]  # Serve's CLI of this interpreter: works with the venv not on PATH
+    assert argv[:4] == [sys.executable, "-m", "ray.serve.scripts", "run"]
+    assert yaml.safe_load(open(argv[4]))["http_options"]["host"] == "127.0.0.1"
     assert runner.invoke(app, ["serve", "--host", "0.0.0.0", "--insecure"]).exit_code == 0
-    assert yaml.safe_load(open(ran[-1][2]))["http_options"]["host"] == "0.0.0.0"
+    assert yaml.safe_load(open(ran[-1][4]))["http_options"]["host"] == "0.0.0.0"
 
 
 # --- what logs and /tasks show ---------------------------------------------------------------------
