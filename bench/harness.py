@@ -103,17 +103,18 @@ def case(name: str, timings: dict[str, list[float]], units: float, unit: str, ba
 def agree(expected, actual, tolerance: float = 0.0, what: str = "answers") -> float:
     """Both sides' answers match within `tolerance` (numbers) or exactly (anything else); the largest
     difference found. Raises Disagreement otherwise."""
-    if isinstance(expected, (list, tuple, np.ndarray)) and len(expected) and not isinstance(expected[0], str):
+    try:
         a, b = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
-        if a.shape != b.shape:
-            raise Disagreement(f"{what}: shapes differ, {a.shape} against {b.shape}")
-        worst = float(np.nanmax(np.abs(a - b))) if a.size else 0.0
-        if not worst <= tolerance:
-            raise Disagreement(f"{what}: largest difference {worst:g} > tolerance {tolerance:g}")
-        return worst
-    if list(expected) != list(actual):
-        raise Disagreement(f"{what}: the two sides' answers differ")
-    return 0.0
+    except (TypeError, ValueError):  # labels, paths, nested records: equal or not
+        if list(expected) != list(actual):
+            raise Disagreement(f"{what}: the two sides' answers differ") from None
+        return 0.0
+    if a.shape != b.shape:
+        raise Disagreement(f"{what}: shapes differ, {a.shape} against {b.shape}")
+    worst = float(np.nanmax(np.abs(a - b))) if a.size else 0.0
+    if not worst <= tolerance:
+        raise Disagreement(f"{what}: largest difference {worst:g} > tolerance {tolerance:g}")
+    return worst
 
 
 def record(script: str, payload: dict, args: Optional[argparse.Namespace] = None) -> Path:

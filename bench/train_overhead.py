@@ -1,0 +1,269 @@
+"""Ray Train + Ray Data training against the plain PyTorch loop it replaces.
+
+For emotion and age-gender (the CI-sized configs and synthetic data of tests/model/fit_cases.py),
+the same model (the task's recipe builds it, same seed), the same data (the task's reader; the
+recipe's `prepare` decodes and augments on both sides), the same epochs, batch size, optimizer,
+scheduler, train step and validation:
+
+- baseline: a plain loop over a `torch.utils.data.DataLoader(num_workers=W)` with
+  `torch.set_num_threads(W)` (W = the Train workers of the facelab side: the same CPU count);
+- facelab: `facelab.torch_train.fit_torch` (TorchTrainer, W workers, Ray Data preparation,
+  a checkpoint every epoch), as `facelab train` runs it.
+
+Epoch time is the median interval between consecutive validation ends (every epoch but the
+first), so the one-off start-up (Ray Train's worker group, DataLoader workers, the first pass of
+the Ray Data pipeline) is left out; it is reported on its own. Goal: Ray Train overhead at most
+10%, i.e. ratio (plain epoch s / facelab epoch s) >= 0.91.
+
+The input pipeline alone: one augmented pass over the train split, images per second through
+Ray Data `iter_torch_batches` against the DataLoader (both with every CPU).
+
+Agreement: both sides see every train image once per epoch (counted), and after the same epochs
+from the same initial weights their last train loss and validation metric agree within the
+tolerances below (data order and augmentation are random on both sides, so not exactly).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+from harness import REPO, Disagreement, agree, arguments, case, cpus, interleave, main_guard, record, repeats_for
+
+sys.path.insert(0, str(REPO / "tests" / "model"))
+
+SEED = 0
+# |baseline - facelab| allowed for the last epoch's numbers, per task: (metric, tolerance, train loss relative tolerance)
+TOLERANCE = {"emotion": ("val_accuracy", 0.25, 0.5), "age-gender": ("age_mae", 6.0, 0.5)}
+SIZES = {  # train images (synthetic), epochs (at least 2: the first is start-up), worker counts, tasks
+    "tiny": {"n": {"emotion": 60, "age-gender": 120}, "epochs": 2, "workers": (1,), "tasks": ("emotion",)},
+    "small": {"n": {"emotion": 300, "age-gender": 400}, "epochs": 4, "workers": (1, 2),
+              "tasks": ("emotion", "age-gender")},
+    "large": {"n": {"emotion": 1200, "age-gender": 1600}, "epochs": 6, "workers": (1, 2),
+              "tasks": ("emotion", "age-gender")},
+}
+BATCH = 32
+
+
+def task_config(task, epochs: int) -> dict:
+    """The task's CI-sized config (tests/model/fit_cases.py), `epochs` epochs of BATCH images."""
+    import fit_cases
+
+    overrides = fit_cases.cases()[task.name].config
+    return task.config({**overrides, "epochs": epochs, "batch_size": BATCH, "early_stop_patience": None})
+
+
+def make_data(name: str, root: Path, n: int) -> Path:
+    import fit_cases
+
+    if name == "age-gender":
+        return fit_cases.age_gender_data(root, n=n)
+    return fit_cases.synthetic("emotion", n=n, seed=3, emotions=fit_cases.EMOTION_EASY)(root)
+
+
+class Timed:
+    """The task's recipe, unchanged but for a fixed seed for the initial weights and the time at
+    which each validation ends (reported as `wall_time`, so it lands in the run's history)."""
+
+    def __init__(self, recipe):
+        self.recipe = recipe
+
+    def __getattr__(self, name):
+        if name == "recipe":
+            raise AttributeError(name)
+        return getattr(self.recipe, name)
+
+    def build_model(self, config):
+        import torch
+
+        torch.manual_seed(SEED)
+        return self.recipe.build_model(config)
+
+    def evaluate(self, model, batches, config):
+        return {**self.recipe.evaluate(model, batches, config), "wall_time": time.time()}
+
+
+# --- the baseline: a plain PyTorch loop --------------------------------------------------------
+
+class Rows:
+    """A map-style dataset whose items are whole batches: the rows at a list of indices, through
+    the recipe's own preparation (what fit_torch runs in Ray Data)."""
+
+    def __init__(self, frame, recipe, config: dict, train: bool):
+        self.columns = {c: frame[c].to_numpy() for c in frame.columns}
+        self.recipe, self.config, self.train, self.n = recipe, config, train, len(frame)
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, rows):
+        import torch
+
+        from facelab.torch_train import _prepared_batch
+
+        batch = {c: v[rows] for c, v in self.columns.items()}
+        return {k: torch.as_tensor(v) for k, v in _prepared_batch(batch, self.recipe, self.config, self.train).items()}
+
+
+def loader(frame, recipe, config: dict, train: bool, workers: int, batch_size: int):
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+    rows = Rows(frame, recipe, config, train)
+    sampler = BatchSampler(RandomSampler(rows) if train else SequentialSampler(rows), batch_size, drop_last=False)
+    return DataLoader(rows, sampler=sampler, batch_size=None, num_workers=workers,
+                      persistent_workers=workers > 0, multiprocessing_context="spawn" if workers else None)
+
+
+def plain_fit(recipe, config: dict, frames: dict, metric: str, workers: int) -> dict:
+    """The loop a user writes: DataLoader, train_step, evaluate, scheduler; no checkpoints."""
+    import torch
+
+    from facelab.torch_train import _step_scheduler
+
+    start = time.time()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, workers))  # workers 0: the loader in this process, one thread
+    try:
+        train = loader(frames["train"], recipe, config, True, workers, int(config["batch_size"]))
+        val = loader(frames["val"], recipe, config, False, workers,
+                     int(config["eval_batch_size"] or config["batch_size"]))
+        model = recipe.build_model(config)
+        optimizer, history, seen = recipe.optimizer(model, config), [], []
+        scheduler = recipe.scheduler(optimizer, config)
+        for epoch in range(1, int(config["epochs"]) + 1):
+            model.train()
+            losses, count = [], 0
+            for batch in train:
+                losses.append(recipe.train_step(model, batch, optimizer, config)["train_loss"])
+                count += len(batch["image"])
+            model.eval()
+            with torch.no_grad():
+                metrics = recipe.evaluate(model, val, config)
+            _step_scheduler(scheduler, metrics, metric)
+            history.append({"epoch": epoch, "train_loss": float(sum(losses) / len(losses)), **metrics})
+            seen.append(count)
+        return {"start": start, "history": history, "seen": seen}
+    finally:
+        torch.set_num_threads(threads)
+
+
+# --- facelab: Ray Train + Ray Data ------------------------------------------------------------
+
+def facelab_fit(task, recipe, config: dict, datasets: dict, workers: int, storage: Path) -> dict:
+    import pandas as pd
+
+    from ray import cloudpickle
+
+    from facelab.torch_train import HISTORY_CSV, fit_torch
+
+    if __name__ != "__main__":  # imported (bench/sweeps.py): Ray's workers cannot import bench/
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    start = time.time()
+    out = storage / f"model-{uuid.uuid4().hex[:8]}"
+    fit_torch(recipe, config, datasets, out, metric=task.metric, mode=task.mode, name=out.name,
+              storage_path=str(storage), num_workers=workers, max_failures=0)
+    return {"start": start, "history": pd.read_csv(out / HISTORY_CSV).to_dict("records")}
+
+
+def epoch_times(run: dict) -> tuple[float, float]:
+    """(median seconds per epoch after the first, start-up: the first epoch's time beyond that)."""
+    ends = [run["start"]] + [r["wall_time"] for r in run["history"]]
+    steps = [b - a for a, b in zip(ends[1:], ends[2:])]
+    per_epoch = statistics.median(steps)
+    return per_epoch, ends[1] - ends[0] - per_epoch
+
+
+def check(name: str, plain: dict, ours: dict, train_rows: int, epochs: int) -> dict:
+    metric, tolerance, loss_tolerance = TOLERANCE[name]
+    if plain["seen"] != [train_rows] * epochs:
+        raise Disagreement(f"{name}: the plain loop saw {plain['seen']} images per epoch, not {train_rows}")
+    if len(ours["history"]) != epochs:
+        raise Disagreement(f"{name}: facelab trained {len(ours['history'])} epochs, not {epochs}")
+    a, b = plain["history"][-1], ours["history"][-1]
+    agree([a[metric]], [b[metric]], tolerance, what=f"{name} last-epoch {metric}")
+    scale = max(abs(a["train_loss"]), 1e-9)
+    agree([a["train_loss"] / scale], [b["train_loss"] / scale], loss_tolerance, what=f"{name} last-epoch train loss (relative)")
+    return {metric: [round(a[metric], 4), round(b[metric], 4)], "train_loss": [round(a["train_loss"], 4),
+            round(b["train_loss"], 4)], "tolerance": f"{metric} within {tolerance}, train loss within "
+            f"{loss_tolerance:.0%}; {train_rows} images per epoch on both sides"}
+
+
+def pipeline_case(name: str, task, recipe, config: dict, datasets: dict, frame, repeats: int) -> dict:
+    """Images per second of one augmented pass over the train split, no model."""
+    from facelab.torch_train import PREPARE_CPUS, _prepared_batch
+
+    workers = cpus()
+    prepared = datasets["train"].map_batches(_prepared_batch, batch_format="numpy", num_cpus=PREPARE_CPUS,
+                                             fn_kwargs={"recipe": recipe, "config": config, "train": True})
+    plain = loader(frame, recipe, config, True, workers, int(config["batch_size"]))
+
+    def count(batches):
+        return sum(len(b["image"]) for b in batches)
+
+    timings, answers = interleave({"baseline": lambda: count(plain),
+                                   "facelab": lambda: count(prepared.iter_torch_batches(
+                                       batch_size=int(config["batch_size"])))}, repeats)
+    agree([answers["baseline"]], [answers["facelab"]], 0, what=f"{name} images per pass")
+    return case(f"{name} input pipeline: DataLoader({workers} workers) vs Ray Data iter_torch_batches", timings,
+                units=answers["baseline"], unit="images",
+                note=f"one augmented pass, no model; {workers} DataLoader workers, Ray Data tasks of {PREPARE_CPUS} CPU")
+
+
+def main() -> int:
+    args = arguments(__doc__.splitlines()[0]).parse_args()
+    size, repeats = SIZES[args.size], repeats_for(args)
+    from facelab.cluster import connect
+    from facelab.tasks import get_task
+
+    began = time.time()
+    connect(quiet=True)
+    figures = [f"Ray start-up (once per script, not in any epoch time): {time.time() - began:.1f} s"]
+    cases = []
+    print(f"CPUs: {cpus()}; sizes: {size}")
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        for name in size["tasks"]:
+            task = get_task(name)
+            recipe = Timed(task.recipe)
+            config = task_config(task, size["epochs"])
+            data = task.read_for_fit(make_data(name, Path(tmp) / name, size["n"][name]))
+            datasets = task.trial_data(data)
+            frames = {role: data[split].dataset.to_pandas() for role, split in zip(("train", "val"), task.fit_splits)}
+            train_rows = len(frames["train"])
+            cases.append(pipeline_case(name, task, recipe, config, datasets, frames["train"], repeats))
+            for workers in size["workers"]:
+                runs: dict[str, list] = {"baseline": [], "facelab": []}
+                sides = {"baseline": lambda: runs["baseline"].append(plain_fit(recipe, config, frames, task.metric, workers)),
+                         "facelab": lambda: runs["facelab"].append(facelab_fit(task, recipe, config, datasets, workers,
+                                                                               Path(tmp) / "runs"))}
+                interleave(sides, repeats)
+                agreed = check(name, runs["baseline"][-1], runs["facelab"][-1], train_rows, size["epochs"])
+                times = {side: [epoch_times(r) for r in rs] for side, rs in runs.items()}
+                timings = {side: [t[0] for t in ts] for side, ts in times.items()}
+                startup = {side: statistics.median(t[1] for t in ts) for side, ts in times.items()}
+                row = case(f"{name} training, {workers} worker(s): plain loop vs Ray Train, s per epoch", timings,
+                           units=train_rows, unit="images", goal=round(1 / 1.1, 3),
+                           startup_s={k: round(v, 2) for k, v in startup.items()}, agreement=agreed,
+                           note=f"epoch time after the first epoch; start-up apart: plain {startup['baseline']:.1f} s, "
+                                f"facelab {startup['facelab']:.1f} s; torch threads = DataLoader workers = {workers}")
+                overhead = 1 / row["ratio"] - 1
+                row["overhead"] = round(overhead, 3)
+                cases.append(row)
+                figures.append(f"{name}, {workers} worker(s): Ray Train overhead per epoch {overhead:+.0%} "
+                               f"(goal <= +10%: {'met' if overhead <= 0.1 else 'MISSED'}); start-up plain "
+                               f"{startup['baseline']:.1f} s, facelab {startup['facelab']:.1f} s")
+                print(figures[-1], flush=True)
+    record("train_overhead", {"cases": cases, "figures": figures}, args)
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)
