@@ -27,6 +27,7 @@ from facelab.formats.fairface import ATTRIBUTES, FILES, label_sets
 from facelab.task_config import EstimatorConfig, TorchConfig
 from facelab.tasks.prepared_torch import Prepared, PreparedTorchTask
 from facelab.torch_train import TorchRecipe, load_model
+from facelab.uploads import ImageB64
 
 METRIC = "val_mean_accuracy"
 COMPARISON = "comparison.csv"
@@ -173,7 +174,7 @@ class FairFaceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     embedding: list[float] | None = Field(None, min_length=1, max_length=MAX_DIM)
     embeddings: list[list[float]] | None = Field(None, min_length=1, max_length=1024)
-    image: str | None = None
+    image: ImageB64 | None = None
 
     @model_validator(mode="after")
     def _one_of(self):
