@@ -33,6 +33,11 @@ import numpy as np
 STATE_FILE = "state.pt"  # a checkpoint's state: tensors and plain values only, so every load is weights_only=True
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
+# Rank 0 reports its worker group's placement group id with every epoch. A Train run stopped with
+# its Tune trial (an ASHA stop kills the trial and its Train controller) leaves that group holding
+# its CPUs until the driver exits (a group's lifetime is its job's); the sweep's driver frees it
+# from this id (tasks/torch_task.py ReleaseWorkerGroups), with public APIs only.
+WORKER_GROUP = "worker_group"
 HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
 # Ray Data preparation tasks take half a CPU so they still fit beside the workers on a small machine.
@@ -227,10 +232,29 @@ def _report(record: dict, state: dict, config: dict) -> None:
     if ray.train.get_context().get_world_rank() != 0:
         ray.train.report(record)
         return
+    from ray.util import get_current_placement_group
+
+    group = get_current_placement_group()
+    reported = {**record, WORKER_GROUP: group.id.hex()} if group is not None else record
     with tempfile.TemporaryDirectory(prefix="facelab-ckpt-") as folder:
         torch.save(state, Path(folder) / STATE_FILE)
         (Path(folder) / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
-        ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        ray.train.report(reported, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def _worker_nodes() -> str:
+    """The Ray node id of every worker of the group, in rank order, comma-separated (the same on
+    every worker): each epoch's record carries it, so a run's history and its Tune results say
+    where every epoch ran (and where a run resumed after losing a node)."""
+    import ray
+    import torch.distributed as dist
+
+    node = ray.get_runtime_context().get_node_id()
+    if not (dist.is_available() and dist.is_initialized()):
+        return node
+    nodes = [None] * dist.get_world_size()
+    dist.all_gather_object(nodes, node)
+    return ",".join(nodes)
 
 
 def _train_loop(loop: dict) -> None:
@@ -242,11 +266,12 @@ def _train_loop(loop: dict) -> None:
     torch.set_num_threads(loop["threads"])
     dev = ray.train.torch.get_device()
     model, optimizer, scheduler, done, history = _restore(recipe.build_model(config), recipe, config)
+    nodes = _worker_nodes()
     for epoch in range(done + 1, int(config["epochs"]) + 1):
         losses = _train_epoch(model, optimizer, recipe, config, dev)
         metrics = _validate(model, recipe, config, dev)
         _step_scheduler(scheduler, metrics, metric)
-        record = {"epoch": epoch, **losses, "lr": float(optimizer.param_groups[0]["lr"]), **metrics}
+        record = {"epoch": epoch, **losses, "lr": float(optimizer.param_groups[0]["lr"]), **metrics, "nodes": nodes}
         history.append(record)
         state = {"model": _unwrapped(model).state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -357,42 +382,17 @@ def fit_torch(recipe: TorchRecipe, config: dict, datasets: dict[str, Any], model
     return export_checkpoint(best, result.checkpoint, model_dir, metric=metric, mode=mode)
 
 
-def actor_placement_groups() -> list[tuple[object, bool]]:
-    """This job's held, non-detached placement groups that an actor created, each with whether
-    that actor has died. A dead creator means an orphan: a Train run's worker group whose
-    controller went down with its Tune trial (an ASHA stop kills the trial). Ray Train's own
-    PlacementGroupCleaner frees those through the State API, which an embedded Ray without a
-    dashboard (facelab.cluster.connect) does not serve, so they would hold their CPUs until the
-    driver exits. Read from the GCS table: its creator fields are not in the public one."""
+def release_worker_group(group_id: str) -> bool:
+    """Remove a Train run's worker group (placement group, by id) unless it is gone already;
+    whether it was removed. See `WORKER_GROUP`."""
     import ray
-    # Private API, on purpose until Ray offers a public one: ray.util.placement_group_table() has no
-    # creator fields, and the public State API (ray.util.state.list_placement_groups) needs the
-    # dashboard, which facelab.cluster.connect leaves off. Upstream, Ray Train's own
-    # PlacementGroupCleaner (ray-project/ray#58515; its rework for concurrent Train runs under Tune,
-    # ray-project/ray#65443, is open) is what should free these; when it works for an embedded Ray,
-    # this function and ReleasePlacementGroups go.
-    from ray._private.state import state
-    from ray.core.generated import gcs_pb2
-    from ray.util.placement_group import PlacementGroup
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
 
-    table, job = gcs_pb2.PlacementGroupTableData, ray.get_runtime_context().get_job_id()
-    groups = []
-    for raw in state._connect_and_get_accessor().get_placement_group_table():
-        info = table.FromString(raw)
-        if (info.state != table.REMOVED and not info.is_detached and not ray.ActorID(info.creator_actor_id).is_nil()
-                and ray.JobID(info.creator_job_id).hex() == job):
-            groups.append((PlacementGroup(ray.PlacementGroupID(info.placement_group_id)), info.creator_actor_dead))
-    return groups
-
-
-def release_orphaned_placement_groups() -> int:
-    """Remove the placement groups of `actor_placement_groups()` whose creator died; how many."""
-    from ray.util.placement_group import remove_placement_group
-
-    orphans = [group for group, creator_dead in actor_placement_groups() if creator_dead]
-    for group in orphans:
-        remove_placement_group(group)
-    return len(orphans)
+    group = PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id)))
+    if placement_group_table(group).get("state") in (None, "REMOVED"):
+        return False
+    remove_placement_group(group)
+    return True
 
 
 def load_model(recipe: TorchRecipe, model_dir: Path, device_name: str | None = None):

@@ -116,3 +116,11 @@ def test_serving_answers_a_png_of_the_same_size(trained, deblur_data):
     assert bad.value.status == 415
 
 
+
+
+def test_no_worker_group_outlives_the_sweep(trained, ray_local):
+    """Each trial's Train worker group is gone once the sweep is over, including a trial ASHA
+    stopped (its group is freed by the sweep's ReleaseWorkerGroups callback)."""
+    from ray.util.placement_group import placement_group_table
+
+    assert [g["placement_group_id"] for g in placement_group_table().values() if g["state"] != "REMOVED"] == []

@@ -126,29 +126,33 @@ def test_a_rerun_with_the_same_name_resumes(killed_run, datasets):
     assert len(evaluations(folder / "log")) == 5
 
 
-def test_orphaned_worker_groups_are_released(ray_local):
-    """A placement group whose creating actor died (a Train controller killed with its Tune
-    trial) is freed; one whose creator lives is kept."""
-    import time
+def test_a_stopped_trials_worker_group_is_released(ray_local):
+    """A worker group (placement group) whose Train controller was killed with its Tune trial is
+    freed by the sweep's callback when the trial ends, from the id its results carried; a group
+    that is gone already is left alone."""
+    from types import SimpleNamespace
 
-    from facelab.torch_train import actor_placement_groups, release_orphaned_placement_groups
+    from facelab.tasks.torch_task import ReleaseWorkerGroups
+    from facelab.torch_train import WORKER_GROUP, release_worker_group
+    from ray.util.placement_group import PlacementGroup, placement_group_table
 
     @ray_local.remote(num_cpus=0)
-    class Creator:
-        def make(self) -> str:
+    class Controller:
+        def start(self) -> str:
             from ray.util.placement_group import placement_group
 
             group = placement_group([{"CPU": 0.5}])
             ray_local.get(group.ready())
             return group.id.hex()
 
-    creator = Creator.remote()
-    made = ray_local.get(creator.make.remote())
-    assert release_orphaned_placement_groups() == 0  # its creator is alive
-    ray_local.kill(creator)
-    deadline = time.monotonic() + 60
-    while not any(dead for _, dead in actor_placement_groups()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert [g.id.hex() for g, dead in actor_placement_groups() if dead] == [made]
-    assert release_orphaned_placement_groups() == 1
-    assert not actor_placement_groups()
+    controller = Controller.remote()
+    made = ray_local.get(controller.start.remote())
+    callback, trial = ReleaseWorkerGroups(), SimpleNamespace(trial_id="t1")
+    callback.on_trial_result(1, [], trial, {"epoch": 1, WORKER_GROUP: made})
+    ray_local.kill(controller)  # the trial stopped: its controller is gone, its group is not
+    group = PlacementGroup(ray_local.PlacementGroupID(bytes.fromhex(made)))
+    state = lambda: placement_group_table(group)["state"]  # noqa: E731
+    assert state() == "CREATED"
+    callback.on_trial_complete(2, [], trial)
+    assert state() == "REMOVED" and callback.groups == {}
+    assert release_worker_group(made) is False  # gone already: nothing to do

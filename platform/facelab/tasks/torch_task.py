@@ -5,7 +5,7 @@ be one of the keys its recipe's `evaluate` returns. `fit` trains through `fit_to
 (TorchTrainer over the Ray Datasets of `fit_splits`, which are fed to the trainer as "train" and
 "val"). In a Tune sweep (tuning/runner.py) each trial's `run_trial` is `fit_torch` with
 `in_tune=True`, so ASHA sees every epoch; the winning trial's best checkpoint is then adopted
-through `fit_from_trial` instead of training again; `ReleasePlacementGroups` frees the worker
+through `fit_from_trial` instead of training again; `ReleaseWorkerGroups` frees the worker
 groups of trials that ASHA stopped.
 
 The config keys the mechanism reads are TorchConfig's (facelab.task_config).
@@ -14,7 +14,6 @@ The config keys the mechanism reads are TorchConfig's (facelab.task_config).
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,13 +22,7 @@ from ray.tune import Callback
 
 from facelab.formats import Read
 from facelab.tasks.base import Task
-from facelab.torch_train import (
-    TorchRecipe,
-    actor_placement_groups,
-    export_checkpoint,
-    fit_torch,
-    release_orphaned_placement_groups,
-)
+from facelab.torch_train import WORKER_GROUP, TorchRecipe, export_checkpoint, fit_torch, release_worker_group
 
 TRAINER_SPLITS = ("train", "val")
 TRIAL_DRIVER_CPU = 0.01
@@ -97,7 +90,7 @@ class TorchTask(Task):
         """The sweep's RunConfig, with the callback that frees stopped trials' worker groups."""
         from ray import tune
 
-        return tune.RunConfig(name=name, storage_path=storage, callbacks=[ReleasePlacementGroups()], **kwargs)
+        return tune.RunConfig(name=name, storage_path=storage, callbacks=[ReleaseWorkerGroups()], **kwargs)
 
     def fit_from_trial(self, result, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
         """A finished trial's best checkpoint (kept by its CheckpointConfig) as the model folder."""
@@ -113,27 +106,33 @@ class TorchTask(Task):
                                  metric=self.metric, mode=self.mode)
 
 
-class ReleasePlacementGroups(Callback):
-    """A Tune callback (in the sweep's driver) that frees the worker groups of Train runs whose
-    trial was stopped, while the sweep runs and at its end (see torch_train.actor_placement_groups)."""
-
-    every_s, settle_s = 2.0, 30.0
+class ReleaseWorkerGroups(Callback):
+    """A Tune callback (in the sweep's driver) that frees a Train run's worker group when its trial
+    ends: finished (then it is gone already), failed, or stopped by the scheduler, which kills the
+    trial and its Train controller before the controller can free the group. The group's id comes
+    with the trial's results (torch_train.WORKER_GROUP)."""
 
     def __init__(self):
-        self.last = 0.0
+        self.groups: dict[str, str] = {}
 
-    def on_step_begin(self, iteration, trials, **info):
-        if time.monotonic() - self.last >= self.every_s:
-            self.last = time.monotonic()
-            release_orphaned_placement_groups()
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get(WORKER_GROUP):
+            self.groups[trial.trial_id] = result[WORKER_GROUP]
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._release(trial.trial_id)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._release(trial.trial_id)
 
     def on_experiment_end(self, trials, **info):
-        # the last stopped trial's controller may still be going down: give it a moment
-        deadline = time.monotonic() + self.settle_s
-        while actor_placement_groups() and time.monotonic() < deadline:
-            release_orphaned_placement_groups()
-            time.sleep(0.5)
-        release_orphaned_placement_groups()
+        for trial_id in list(self.groups):
+            self._release(trial_id)
+
+    def _release(self, trial_id: str) -> None:
+        group = self.groups.pop(trial_id, None)
+        if group:
+            release_worker_group(group)
 
 
 def _exists(filesystem, path: str) -> bool:
