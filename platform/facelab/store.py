@@ -14,8 +14,10 @@ and renamed into `runs/` in one step. On an object store an object appears whole
 completes; a run's model objects are written first and its manifest last, so a run without
 `run.json` is an unfinished save. `promote` writes its history record and then `promoted.json`;
 on a local path under a lock (`flock`), so concurrent promotes are serialised and each is
-recorded; on an object store (no locks there) each is recorded in the history and the last
-`promoted.json` written is in force. Readers see the old `promoted.json` or the new one.
+recorded; on an object store (no locks there) each is recorded in the history under a key that
+sorts by time, and the latest record of the history is in force (`promoted.json` there is a copy
+for people and older readers): two concurrent promotes are both recorded, and every reader agrees
+on the winner whichever `promoted.json` write landed last. Readers see the old promotion or the new one.
 
 Model files are only ever loaded from a run of this store: every file of the run must be in its
 manifest (a file the manifest does not list refuses the run), every file's SHA-256 must match, and
@@ -388,8 +390,18 @@ class ModelStore:
                     records.append(self._read_json(info.path))
         return records
 
+    def _latest_promotion(self, task: str) -> str | None:
+        """The path of the history's latest record (keys sort by time), or None."""
+        infos = self.fs.get_file_info(pafs.FileSelector(f"{self.root}/{task}/{PROMOTIONS}", allow_not_found=True))
+        records = [i for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith(".")]
+        return max(records, key=lambda i: i.base_name).path if records else None
+
     def promoted(self, task: str) -> str:
+        """The run in force: `promoted.json` on a local path (promotes are serialised there), the
+        history's latest record on an object store (where promotes can race)."""
         path = f"{self.root}/{task}/{PROMOTED}"
+        if not self.local:
+            path = self._latest_promotion(task) or path
         if not self._exists(path):
             raise FacelabError(f"task '{task}' has no promoted model in store {self.uri}: "
                                f"run `facelab tune --task {task}` or `facelab promote --task {task} --run RUN_ID`")

@@ -115,18 +115,47 @@ def test_round_trip_history_and_cache(store_uri, tmp_path):
     assert not (run.model_dir.parent / first).exists()
 
 
-def test_torn_promoted_json_is_a_one_line_error(store_uri, tmp_path):
+def _in_force(store: ModelStore) -> str:
+    """The file that says which run is in force: promoted.json locally, the latest history record remotely."""
+    if store.local:
+        return f"{TASK}/promoted.json"
+    return f"{TASK}/promotions/" + max(p.rsplit("/", 1)[1] for p in _listing(store, f"{TASK}/promotions"))
+
+
+def _listing(store: ModelStore, rel: str) -> list[str]:
+    import pyarrow.fs as pafs
+
+    return [i.path for i in store.fs.get_file_info(pafs.FileSelector(f"{store.root}/{rel}"))]
+
+
+def test_torn_promotion_is_a_one_line_error(store_uri, tmp_path):
     store = ModelStore(store_uri)
     store.promote(TASK, _save(store, tmp_path))
-    good = _raw_read(store, f"{TASK}/promoted.json")
-    _raw_write(store, f"{TASK}/promoted.json", good[: len(good) // 2])
+    rel = _in_force(store)
+    good = _raw_read(store, rel)
+    _raw_write(store, rel, good[: len(good) // 2])
     with pytest.raises(FacelabError) as excinfo:
         store.load(TASK)
-    _one_line_error(excinfo, "promoted.json", "torn")
+    _one_line_error(excinfo, rel.rsplit("/", 1)[1], "torn")
     # an edited promotion (digest not rewritten) is refused too
-    _raw_write(store, f"{TASK}/promoted.json", good.replace(b'"run_id"', b'"run_id_"'))
-    with pytest.raises(FacelabError, match="promoted.json"):
+    _raw_write(store, rel, good.replace(b'"run_id"', b'"run_id_"'))
+    with pytest.raises(FacelabError, match=rel.rsplit("/", 1)[1]):
         store.load(TASK)
+
+
+def test_racing_promotes_on_an_object_store_agree_on_the_latest(store_uri, tmp_path):
+    """Two promotes racing on S3 (no lock there): both are recorded, and the one whose
+    promoted.json write landed last does not win over the later promotion in the history."""
+    store = ModelStore(store_uri)
+    if store.local:
+        pytest.skip("a local store serialises promotes with a lock (test_promote_race_between_processes)")
+    first, second = _save(store, tmp_path, b"one"), _save(store, tmp_path, b"two")
+    store.promote(TASK, first)
+    stale = _raw_read(store, f"{TASK}/promoted.json")
+    store.promote(TASK, second)
+    _raw_write(store, f"{TASK}/promoted.json", stale)  # the first promote's write landed last
+    assert [r["run_id"] for r in store.promotions(TASK)] == [first, second]
+    assert store.promoted(TASK) == second and store.load(TASK).run_id == second
 
 
 def test_torn_manifest_never_hides_the_other_runs(store_uri, tmp_path):
