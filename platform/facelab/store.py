@@ -29,7 +29,8 @@ when they rewrite its checksum and the digest too. A torn or unreadable `run.jso
 
 Runs of a remote store are fetched to a local cache (`$FACELAB_CACHE/store/...`, one folder per
 run, reused while it verifies): a fetch is downloaded to a temporary folder that is renamed into
-place once verified, or removed when anything fails, so no stray copies accumulate.
+place once verified, or removed when anything fails, so no stray copies accumulate; a task keeps
+its $FACELAB_CACHE_KEEP (3) most recently used runs there, older copies go once idle for an hour.
 """
 
 from __future__ import annotations
@@ -120,6 +121,22 @@ def _put(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as fh:  # the object appears, whole, when the upload completes
         fh.write(data)
+
+
+CACHE_KEEP = 3  # cached runs kept per task beyond the one being fetched ($FACELAB_CACHE_KEEP)
+CACHE_IDLE_S = 3600  # and only copies unused this long go: a replica may still be loading one
+
+
+def _prune_cache(folder: Path) -> list[Path]:
+    """Remove the cached runs of one task beyond the CACHE_KEEP most recently used, when unused for
+    CACHE_IDLE_S; the folders removed."""
+    keep = int(os.environ.get("FACELAB_CACHE_KEEP", CACHE_KEEP))
+    runs = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    idle = [p for p in runs[keep:] if time.time() - p.stat().st_mtime > CACHE_IDLE_S]
+    for path in idle:
+        _remove_tree(path)
+    return idle
 
 
 def _remove_tree(path: Path) -> None:
@@ -464,11 +481,13 @@ class ModelStore:
         if local.is_dir():
             try:
                 self._verify(local, manifest)
+                os.utime(local)  # its last use, for _prune_cache
                 return local
             except FacelabError:
                 _remove_tree(local)  # a stale or damaged copy: fetch it again
         folder.mkdir(parents=True, exist_ok=True)
         _remove_stale(folder)
+        _prune_cache(folder)
         tmp = folder / f".{manifest['run_id']}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             for name, digest in manifest["files"].items():

@@ -362,3 +362,22 @@ def test_killed_writer_leaves_the_promoted_run_in_force(store_uri, tmp_path):
     before = store.promoted(TASK)
     _raw_write(store, f"{TASK}/.promoted.json.tmp-dead", b'{"run_id": "' + run_ids[1].encode())
     assert store.load(TASK).run_id == before
+
+
+def test_the_remote_cache_keeps_the_recently_used_runs(store_uri, tmp_path, monkeypatch):
+    """Fetched runs beyond the FACELAB_CACHE_KEEP most recently used ones, idle for an hour, are
+    removed at the next fetch; recent ones (a replica may be loading them) stay."""
+    import os
+
+    store = ModelStore(store_uri)
+    if store.local:
+        pytest.skip("a local store loads runs in place: there is no cache")
+    monkeypatch.setenv("FACELAB_CACHE_KEEP", "1")
+    runs = [_save(store, tmp_path, f"w{i}".encode()) for i in range(4)]
+    folders = [store.load(TASK, run).model_dir for run in runs[:3]]
+    assert all(f.is_dir() for f in folders)  # all used within the hour: kept
+    for age, folder in zip((3, 2, 1), folders):  # last used 3, 2 and 1 hours ago
+        os.utime(folder, (time.time() - age * 3600,) * 2)
+    newest = store.load(TASK, runs[3]).model_dir
+    assert [f.is_dir() for f in folders] == [False, False, True] and newest.is_dir()
+    assert store.load(TASK, runs[0]).model_dir.is_dir()  # fetched again when asked for
