@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 # their own body. Everything else (hand-checked units, formats, declarations) stays fast.
 SLOW_FIXTURES = {
     "task_fit", "trained", "tuned_sentiment", "submitted", "resumed_sweep", "killed_run", "fitted",
-    "service", "two_node_cluster", "portal",
+    "service", "two_node_cluster", "node_loss_cluster", "portal",
 }
 SLOW_TESTS = {
     "test_fit_predict_and_serve",  # test_task_contract: a tiny fit of every task

@@ -285,7 +285,9 @@ def _train_loop(loop: dict) -> None:
 
 def _scaling(config: dict, num_workers: int | None, use_gpu: bool | None, cpus_per_worker: float | None):
     """ScalingConfig from the cluster: a GPU per worker when there are GPUs; CPUs per worker
-    leave one CPU for Ray Data preparation."""
+    leave one CPU for Ray Data preparation. CPU workers spread over the nodes (each node's cores
+    for one worker's threads; on one node, or when the others are full, they share it), GPU
+    workers pack (Ray Train's default)."""
     import ray
     from ray.train import ScalingConfig
 
@@ -296,7 +298,8 @@ def _scaling(config: dict, num_workers: int | None, use_gpu: bool | None, cpus_p
     cpus = cpus_per_worker or config["cpus_per_worker"]
     if not cpus:
         cpus = max(0.25, min(4.0, (resources.get("CPU", 1) - 1) / workers))
-    return ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": float(cpus)}), float(cpus)
+    return ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": float(cpus)},
+                         placement_strategy="PACK" if use_gpu else "SPREAD"), float(cpus)
 
 
 def _best(result, metric: str, mode: str):

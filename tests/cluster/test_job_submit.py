@@ -1,96 +1,16 @@
 """`ray job submit` against a real head node started with `ray start --head` on 127.0.0.1."""
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-import httpx
 import pytest
 
+from local_cluster import BIN, REPO
 from facelab.formats import get_format
 from facelab.store import ModelStore
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(args, log, env):
-    # every node gets its own agent ports: the test session's embedded Ray holds the defaults
-    ports = [f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-             f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}",
-             f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}"]
-    return subprocess.Popen([str(BIN / "ray"), "start", "--block", "--disable-usage-stats", *ports, *args], stdout=log,
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def _stop(procs):
-    """SIGTERM every node at once; SIGKILL what is still up after 10 s (the test is over)."""
-    for proc in procs:
-        os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.time() + 10
-    for proc in procs:
-        try:
-            proc.wait(max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _wait(what, ready, procs, log_path, timeout=180):
-    deadline = time.time() + timeout
-    while not ready():
-        if any(p.poll() is not None for p in procs) or time.time() > deadline:
-            pytest.fail(f"{what} did not come up: {log_path.read_text()[-2000:]}")
-        time.sleep(1)
-
-
-def _alive_nodes(address):
-    try:
-        nodes = httpx.get(f"{address}/nodes?view=summary", timeout=5).json()["data"]["summary"]
-        return sum(1 for n in nodes if n["raylet"]["state"] == "ALIVE")
-    except (httpx.HTTPError, KeyError, ValueError):
-        return 0
-
-
-@pytest.fixture(scope="module")
-def two_node_cluster(tmp_path_factory):
-    """A head node (`ray start --head`) and a second worker node, both on 127.0.0.1."""
-    dashboard, gcs = _free_port(), _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
-    log_path = tmp_path_factory.mktemp("cluster") / "cluster.log"
-    log = open(log_path, "w")
-    address = f"http://127.0.0.1:{dashboard}"
-    worker_temp = tempfile.mkdtemp(prefix="rw-", dir="/tmp")  # short: Ray's socket paths live under it
-    procs = [_start(["--head", "--node-ip-address=127.0.0.1", f"--port={gcs}", "--dashboard-host=127.0.0.1",
-                     f"--dashboard-port={dashboard}", "--num-cpus=1"], log, env)]
-    try:
-        _wait("head node", lambda: _alive_nodes(address) == 1, procs, log_path)
-        # a temp dir of its own, as on another machine: nodes sharing one delete each other's runtime-env files
-        procs.append(_start([f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                             f"--temp-dir={worker_temp}"], log, env))
-        _wait("worker node", lambda: _alive_nodes(address) == 2, procs, log_path)
-        yield address, env
-    finally:
-        _stop(list(reversed(procs)))
-        log.close()
-        shutil.rmtree(worker_temp, ignore_errors=True)
-        # a killed `ray start` leaves its address behind for later ray.init() calls to find
-        current = Path("/tmp/ray/ray_current_cluster")
-        if current.is_file() and current.read_text().strip().endswith(f":{gcs}"):
-            current.unlink()
 
 
 def _submit(command, env, cwd=None):
