@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import agree, arguments, case, cpus, interleave, main_guard, record, repeats_for, run_process  # noqa: E402
 
 FACELAB = str(Path(sys.executable).with_name("facelab"))
-IMAGES = {"tiny": 12, "small": 240, "large": 1200}
+IMAGES = {"tiny": 12, "small": 150, "large": 1200}
 FAST_PATH = ["--detector", "hog", "--min-side", "1", "--pad", "0", "--upsample", "1", "--threshold", "0",
              "--encodings", "small", "--no-landmarks", "--max-faces", "50"]
 

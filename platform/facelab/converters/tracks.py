@@ -95,11 +95,11 @@ def _frame_specs(people: list[str], tracks_per_photo: int, rng: np.random.Genera
 
 
 def _encode(root: Path, specs: pd.DataFrame, actors: int | None) -> np.ndarray:
-    import os
-
     import ray
 
-    actors = actors or max(1, min(4, (os.cpu_count() or 2)))
+    from facelab.predict import cluster_cpus
+
+    actors = actors or min(4, cluster_cpus())  # the cluster's CPUs, not the driver's os.cpu_count()
     columns = specs[["key", "photo", "severity", "seed"]]
     blocks = np.array_split(np.arange(len(columns)), max(1, len(columns) // 200))  # spread over the actors
     encoded = ray.data.from_pandas([columns.iloc[b] for b in blocks]).map_batches(
