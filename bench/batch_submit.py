@@ -173,11 +173,14 @@ def bench_family(family: str, args) -> tuple[list[dict], list[str]]:
     sides = {"baseline": baseline_side(task_name, folder, outs["baseline"], job["baseline"]),
              "facelab-2cpu": submit_side(task_name, folder, outs["facelab2"], 2, job["facelab2"]),
              "facelab-1cpu": submit_side(task_name, folder, outs["facelab1"], 1, job["facelab1"])}
+    one_cpu = sides.pop("facelab-1cpu")
     if cpus() < 2:
+        sides["facelab-1cpu"] = one_cpu
         sides.pop("facelab-2cpu")
-    elif args.size == "tiny":  # the smoke run: one facelab process
-        sides.pop("facelab-1cpu")
     timings, answers = interleave(sides, repeats_for(args))
+    if "facelab-1cpu" not in sides and args.size != "tiny":  # the scaling figure: one 1-CPU run, after the rounds
+        sides["facelab-1cpu"] = one_cpu
+        timings["facelab-1cpu"] = interleave({"facelab-1cpu": one_cpu}, 1)[0]["facelab-1cpu"]
     rows = answers["baseline"]
     written = {s: next(p for p in outs[s].parent.iterdir() if not p.name.endswith(".bad_rows.csv")) for s in outs}
     worst = max(compare(written["baseline"], written[key], family)

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # each starts processes (and most an embedded Ray)
 
 # in `make bench` order
-SCRIPTS = ["batch_submit", "face_pipeline", "crowd_stages", "train_overhead", "sweeps"]
+SCRIPTS = ["batch_submit", "face_pipeline", "crowd_stages", "train_overhead", "sweeps", "serve_load"]
 # script -> the folder under the data root it reads
 NEEDS_DATA = {"face_pipeline": "utkface"}
 
