@@ -74,6 +74,7 @@ class LocalCluster:
                             "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
                             f"--num-cpus={head_cpus}", '--resources={"head": 1}'], self.log, {**self.env, **FAST_DEATH})
         self.workers: dict[str, tuple[subprocess.Popen, str]] = {}  # node id -> (`ray start`, its temp dir)
+        self.temp_dirs: list[str] = []  # every worker's, killed ones too: removed again at the end
         self.wait("head node", lambda: len(self.alive_nodes()) == 1)
         self.head_node = self.alive_nodes()[0]
 
@@ -101,6 +102,7 @@ class LocalCluster:
         """Start a worker node with a temp dir of its own; returns its node id once it is alive."""
         before = set(self.alive_nodes())
         temp = tempfile.mkdtemp(prefix="rw-", dir="/tmp")  # short: Ray's socket paths live under it
+        self.temp_dirs.append(temp)
         proc = _start([f"--address={self.gcs}", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}",
                        f"--temp-dir={temp}"], self.log, self.env)
         self.workers[f"starting-{proc.pid}"] = (proc, temp)
@@ -138,7 +140,7 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        for _, temp in self.workers.values():
+        for temp in self.temp_dirs:  # a killed node's raylet may have written there after its first removal
             _kill_holders(temp)
             shutil.rmtree(temp, ignore_errors=True)
         self.log.close()
