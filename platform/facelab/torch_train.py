@@ -42,6 +42,7 @@ HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
 # Ray Data preparation tasks take half a CPU so they still fit beside the workers on a small machine.
 PREPARE_CPUS = 0.5
+SHUFFLE_ROWS = 256  # rows each train worker shuffles locally, on top of the blocks' random order
 
 
 class TorchRecipe:
@@ -193,7 +194,8 @@ def _train_epoch(model, optimizer, recipe: TorchRecipe, config: dict, dev) -> di
     totals: dict[str, float] = {"train_loss": 0.0}
     count = 0
     shard = ray.train.get_dataset_shard("train")
-    for batch in shard.iter_torch_batches(batch_size=int(config["batch_size"]), device=dev):
+    batch_size = int(config["batch_size"])
+    for batch in shard.iter_torch_batches(batch_size=batch_size, device=dev, local_shuffle_buffer_size=SHUFFLE_ROWS):
         for name, value in recipe.train_step(model, batch, optimizer, config).items():
             totals[name] = totals.get(name, 0.0) + float(value)
         count += 1
@@ -358,6 +360,9 @@ def fit_torch(recipe: TorchRecipe, config: dict, datasets: dict[str, Any], model
     prepared = {split: ds.map_batches(_prepared_batch, batch_format="numpy", num_cpus=PREPARE_CPUS,
                                       fn_kwargs={"recipe": recipe, "config": config, "train": split == "train"})
                 for split, ds in datasets.items()}
+    # validation images are prepared the same way every epoch (no augmentation): once, here, rather
+    # than a pipeline rank 0 starts again per epoch (bench/train_overhead.py measured seconds each)
+    prepared = {split: ds if split == "train" else ds.materialize() for split, ds in prepared.items()}
     callbacks = []
     if in_tune:
         from ray.tune.integration.ray_train import TuneReportCallback
