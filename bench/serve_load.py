@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 import numpy as np
@@ -144,15 +145,20 @@ async def _post(http: httpx.AsyncClient, task: str, body: dict):
         return "connection"
 
 
-async def _closed_loop(url: str, task: str, bodies: list[dict], seconds: float, clients: int) -> dict:
-    """`clients` clients, each sending its next request when the last one is answered, for `seconds`."""
+async def _closed_loop(url: str, task: str, bodies: list[dict], seconds: float, clients: int,
+                       until: Callable[[], bool] | None = None) -> dict:
+    """`clients` clients, each sending its next request when the last one is answered, for `seconds`
+    (and then on until `until()` says so)."""
     latencies, statuses, events = [], [], []
     begin = time.monotonic()
     deadline = begin + seconds
 
+    def going() -> bool:
+        return time.monotonic() < deadline or (until is not None and not until())
+
     async def client(k: int, http: httpx.AsyncClient):
         i = k
-        while time.monotonic() < deadline:
+        while going():
             sent = time.monotonic()
             status = await _post(http, task, bodies[i % len(bodies)])
             latencies.append(time.monotonic() - sent)
@@ -220,8 +226,9 @@ def _leaves(answer) -> list:
 
 # --- replica failure -----------------------------------------------------------------------------------
 def kill_one_replica(url: str, bodies: list[dict], seconds: float) -> dict:
-    """Closed-loop load on the CNN task; after a third of it, `ray.kill` one of its two replicas.
-    Counts failures, and failures after the replacement answered /tasks."""
+    """Closed-loop load on the CNN task; after a third of it, `ray.kill` one of its two replicas; the
+    load goes on until 5 s after the replacement answered /tasks. Counts failures, and failures
+    after the replacement was up."""
     import threading
 
     import ray
@@ -245,10 +252,14 @@ def kill_one_replica(url: str, bodies: list[dict], seconds: float) -> dict:
                     return
                 time.sleep(0.25)
 
+    def settled() -> bool:  # 5 s of load after the replacement is up (at most 2 minutes after the kill)
+        now = time.monotonic()
+        return ("replaced" in marks and now > marks["replaced"] + 5) or now > begin + seconds / 3 + 120
+
     watcher = threading.Thread(target=killer)
     begin = time.monotonic()
     watcher.start()
-    result = asyncio.run(_closed_loop(url, KILLED_TASK, bodies, seconds, clients=8))
+    result = asyncio.run(_closed_loop(url, KILLED_TASK, bodies, seconds, clients=8, until=settled))
     watcher.join()
     replaced = marks.get("replaced")
     after = [s for t, s in result["events"] if replaced and begin + t > replaced]
@@ -332,7 +343,7 @@ def main() -> int:
             load[task] = at80
         failure = None
         if KILLED_TASK in tasks:
-            failure = kill_one_replica(urls["facelab"], bodies[KILLED_TASK], max(6 * seconds, 30.0))
+            failure = kill_one_replica(urls["facelab"], bodies[KILLED_TASK], max(4 * seconds, 15.0))
             print(f"replica killed under load: {failure}", flush=True)
     finally:
         for process in servers.values():
