@@ -169,6 +169,8 @@ def facelab_fit(task, recipe, config: dict, datasets: dict, workers: int, storag
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
     start = time.time()
     out = storage / f"model-{uuid.uuid4().hex[:8]}"
+    # batch_size is per Train worker: W workers of BATCH / W take the plain loop's steps of BATCH images
+    config = {**config, "batch_size": max(1, int(config["batch_size"]) // workers)}
     fit_torch(recipe, config, datasets, out, metric=task.metric, mode=task.mode, name=out.name,
               storage_path=str(storage), num_workers=workers)  # retries as `facelab train` (a restart shows in the epoch times)
     return {"start": start, "history": pd.read_csv(out / HISTORY_CSV).to_dict("records")}
