@@ -182,7 +182,8 @@ def bench_family(family: str, args) -> tuple[list[dict], list[str]]:
         sides["facelab-1cpu"] = one_cpu
         timings["facelab-1cpu"] = interleave({"facelab-1cpu": one_cpu}, 1)[0]["facelab-1cpu"]
     rows = answers["baseline"]
-    written = {s: next(p for p in outs[s].parent.iterdir() if not p.name.endswith(".bad_rows.csv")) for s in outs}
+    ran = {"baseline"} | {key for side, key in (("facelab-2cpu", "facelab2"), ("facelab-1cpu", "facelab1")) if side in sides}
+    written = {s: next(p for p in outs[s].parent.iterdir() if not p.name.endswith(".bad_rows.csv")) for s in ran}
     worst = max(compare(written["baseline"], written[key], family)
                 for side, key in (("facelab-2cpu", "facelab2"), ("facelab-1cpu", "facelab1")) if side in sides)
     top = "facelab-2cpu" if "facelab-2cpu" in sides else "facelab-1cpu"
