@@ -103,7 +103,8 @@ def trained(fit):
 
 def test_training_learns_every_head_and_tables_the_baselines(trained):
     store, run_id, metrics = trained
-    # synthetic signal strength: gender strong, race medium, age weak (majority 0.54, 0.20, 0.33)
+    # synthetic signal strength: gender strong, race medium, age weak (majority about 0.53, 0.19, 0.30);
+    # 1,200 training rows (at 600 the age head hovered at the majority share, 0.29-0.31 from run to run)
     assert metrics["val_gender_accuracy"] > 0.8
     assert metrics["val_race_accuracy"] > 0.35 and metrics["val_age_accuracy"] > 0.3
     run = ModelStore(store).load("fairface", run_id)
