@@ -13,6 +13,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from facelab import backbone
 from facelab.config import absolute
 from facelab.errors import FacelabError
 from facelab.store import ModelStore
@@ -135,6 +136,7 @@ def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, 
     points = points_to_evaluate(space, task.default_config, fixed)
     check_space(task, space, fixed, points, seed)
     store = ModelStore(store_uri)
+    fixed, start = _backbone(task, fixed, store)
     data = load_fit_data(task, data_dir, skip_bad=skip_bad)
     if max_concurrent is None:
         max_concurrent = task.tune_concurrency()
@@ -146,9 +148,10 @@ def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, 
     storage = store.sweeps_path(task.name)
     store.save_sweep(f"{storage}/{name}", {"task": task.name, "data": str(data_dir), "skip_bad": skip_bad,
                                            "samples": samples, "budget_minutes": budget_minutes,
-                                           "max_concurrent": max_concurrent, "max_failures": max_failures})
+                                           "max_concurrent": max_concurrent, "max_failures": max_failures,
+                                           "fixed": fixed})
     tuner = tune.Tuner(
-        trainable(task, task.trial_data(data), max_concurrent),
+        trainable(task, task.trial_data(data), max_concurrent, start),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=samples, max_concurrent_trials=max_concurrent,
                                     scheduler=scheduler, time_budget_s=budget_minutes * 60 if budget_minutes else None),
         run_config=task.tune_run_config(name, storage, verbose=1,
@@ -156,6 +159,15 @@ def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, 
     )
     results = _complete(tuner.fit(), f"{storage}/{name}", samples, budget_minutes, task.metric)
     return _store_best(task, data_dir, data, results, store, name, storage, promote)
+
+
+def _backbone(task: Task, fixed: dict, store: ModelStore) -> tuple[dict, dict | None]:
+    """`fixed` with a `backbone` pinned to one run id, and that trunk's weights for every trial
+    (None when the sweep names no backbone)."""
+    if not fixed.get("backbone"):
+        return fixed, None
+    pinned, start = backbone.pin(task.name, task.config(fixed, source="--config"), store)
+    return {**fixed, "backbone": pinned["backbone"]}, start
 
 
 def _complete(results, path: str, samples: int, budget_minutes: float | None, metric: str):
@@ -243,7 +255,9 @@ def resume(sweep_path: str, store_uri: str, *, promote: bool = True) -> dict:
     data = load_fit_data(task, data_dir, skip_bad=bool(saved.get("skip_bad")))
     if not tune.Tuner.can_restore(sweep_path):
         raise FacelabError(f"{sweep_path}: no Tune experiment state to resume")
-    tuner = tune.Tuner.restore(sweep_path, trainable=trainable(task, task.trial_data(data), saved.get("max_concurrent")),
+    _, start = _backbone(task, saved.get("fixed") or {}, store)
+    tuner = tune.Tuner.restore(sweep_path, trainable=trainable(task, task.trial_data(data), saved.get("max_concurrent"),
+                                                               start),
                                resume_unfinished=True, resume_errored=True)
     results = _complete(tuner.fit(), sweep_path, int(saved.get("samples", 0)), saved.get("budget_minutes"), task.metric)
     storage, name = sweep_path.rsplit("/", 1)

@@ -264,10 +264,17 @@ def _train_loop(loop: dict) -> None:
     import ray.train.torch
     import torch
 
+    import ray
+
     recipe, config, metric = loop["recipe"], loop["config"], loop["metric"]
     torch.set_num_threads(loop["threads"])
     dev = ray.train.torch.get_device()
-    model, optimizer, scheduler, done, history = _restore(recipe.build_model(config), recipe, config)
+    model = recipe.build_model(config)
+    if loop.get("start") is not None:  # a backbone's trunk; a checkpoint, when resuming, replaces it
+        from facelab.backbone import load_trunk
+
+        load_trunk(model, ray.get(loop["start"]), freeze=bool(config.get("freeze_backbone")))
+    model, optimizer, scheduler, done, history = _restore(model, recipe, config)
     nodes = _worker_nodes()
     for epoch in range(done + 1, int(config["epochs"]) + 1):
         losses = _train_epoch(model, optimizer, recipe, config, dev)
@@ -343,13 +350,16 @@ def export_checkpoint(best, latest, model_dir: Path, *, metric: str, mode: str) 
 def fit_torch(recipe: TorchRecipe, config: dict, datasets: dict[str, Any], model_dir: Path | None, *,
               metric: str, mode: str, name: str, storage_path: str | None = None,
               num_workers: int | None = None, use_gpu: bool | None = None, cpus_per_worker: float | None = None,
-              max_failures: int = 2, in_tune: bool = False, storage_filesystem=None) -> dict[str, float]:
+              max_failures: int = 2, in_tune: bool = False, storage_filesystem=None,
+              start: dict | None = None) -> dict[str, float]:
     """Train `recipe` with `config` on `datasets` ("train" sharded, "val" read by rank 0)
     as a TorchTrainer; write the best epoch's model into `model_dir` (skipped when None) and
     return that epoch's metrics. A rerun with the same `name` and `storage_path` resumes from
     the run's latest checkpoint (raise `epochs` to train on). `storage_filesystem` (a pyarrow
     filesystem) makes `storage_path` a path on it rather than a URI. TorchConfig keys that
-    `config` lacks take TorchConfig's defaults."""
+    `config` lacks take TorchConfig's defaults. `start`: a backbone trunk's weights
+    (facelab.backbone.pin) that every worker copies into the model before training."""
+    import ray
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
@@ -371,7 +381,7 @@ def fit_torch(recipe: TorchRecipe, config: dict, datasets: dict[str, Any], model
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config={"recipe": recipe, "config": config, "metric": metric, "mode": mode,
-                           "threads": max(1, math.ceil(cpus))},
+                           "threads": max(1, math.ceil(cpus)), "start": ray.put(start) if start is not None else None},
         scaling_config=scaling,
         run_config=RunConfig(
             name=name, storage_path=storage_path or default_storage(), storage_filesystem=storage_filesystem,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from facelab import backbone
 from facelab.config import absolute
 from facelab.errors import FacelabError
 from facelab.formats import Read, write_bad_rows
@@ -33,12 +35,18 @@ def fit_and_store(
 ) -> tuple[str, dict]:
     """Fit `config` on already-read data, report on it, store model + manifest; returns (run_id,
     metrics). `fit` replaces `task.fit` (e.g. a sweep adopting a trial's own checkpoint instead of
-    refitting). The task's `report_split` is predicted once by the fitted model and handed to its
+    refitting). A config that names a `backbone` starts from it (facelab.backbone.pin), and the
+    stored run records that backbone's run id. The task's `report_split` is predicted once by the fitted model and handed to its
     `report` hook (metrics, slices, plots)."""
     full = task.config(config, source=f"task '{task.name}' fit")  # a trial's config may leave out unused defaults
+    full, start = backbone.pin(task.name, full, store)
+    if full.get("backbone"):  # the run records the backbone run it started from
+        config, extra = {**config, "backbone": full["backbone"]}, {**(extra or {}), "backbone": full["backbone"]}
+    if fit is None:
+        fit = functools.partial(task.fit, start=start) if start is not None else task.fit
     with tempfile.TemporaryDirectory(prefix=f"facelab-{task.name}-") as tmp:
         model_dir = Path(tmp)
-        metrics = (fit or task.fit)(full, data, model_dir)
+        metrics = fit(full, data, model_dir)
         metrics = task.report(full, data, model_dir, metrics, report_predictions(task, model_dir, data))
         bad = [b for read in data.values() for b in read.bad]
         if bad:

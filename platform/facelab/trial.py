@@ -15,11 +15,14 @@ def trial(config: dict, task_name: str, trial_data, options: dict) -> None:
     get_task(task_name).run_trial(config, trial_data, **options)
 
 
-def trainable(task, trial_data, trials: int | None):
+def trainable(task, trial_data, trials: int | None, start: dict | None = None):
     """`trial` with the task's trial data (in the object store once per sweep) and resources bound,
-    sized for `trials` trials at once."""
+    sized for `trials` trials at once; `start`, a backbone trunk's weights every trial starts from."""
     from ray import tune
 
+    options = task.trial_options(trials)
+    if start is not None:
+        options = {**options, "start": start}
     return tune.with_resources(
-        tune.with_parameters(trial, task_name=task.name, trial_data=trial_data, options=task.trial_options(trials)),
+        tune.with_parameters(trial, task_name=task.name, trial_data=trial_data, options=options),
         task.trial_resources(trials))

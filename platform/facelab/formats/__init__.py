@@ -24,6 +24,7 @@ _FORMATS = {
     "synth": "facelab.formats.synth:SynthFormat",
     "age-gender": "facelab.formats.utkface:UTKFaceFormat",
     "verify": "facelab.formats.verify:VerifyFormat",
+    "backbone": "facelab.formats.backbone:BackboneFormat",
 }
 
 FORMAT_NAMES = tuple(_FORMATS)

@@ -32,6 +32,7 @@ REGISTRY = {
     "emotion": "facelab.tasks.emotion:EmotionTask",
     "age-gender": "facelab.tasks.age_gender:AgeGenderTask",
     "synth": "facelab.tasks.synth:SynthTask",
+    "backbone": "facelab.tasks.backbone:BackboneTask",
 }
 
 

@@ -29,7 +29,7 @@ from facelab.answers import Answer, LabelProbabilities
 from facelab.formats import Read
 from facelab.formats.utkface import GENDERS, RACES, confusion_plots, slice_scores
 from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
-from facelab.task_config import ImagePredictorConfig
+from facelab.task_config import ImagePredictorConfig, StartsFromBackbone
 from facelab.tasks.torch_task import TorchTask
 from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, training_datasets, zero_init
 
@@ -130,6 +130,18 @@ class AgeGenderAnswer(Answer):
     race: LabelProbabilities
 
 
+def attributes_answer(output: dict) -> dict:
+    """Age, gender and race of one predictor output row (AgeGenderAnswer's fields)."""
+    female = float(output["p_female"])
+    return {
+        "age": round(float(output["age"]), 1),
+        "gender": {"label": GENDERS[int(output["gender"])],
+                   "probability": round(female if int(output["gender"]) else 1 - female, 4)},
+        "race": {"label": RACES[int(output["race"])],
+                 "probabilities": {name: round(float(output[f"p_{name}"]), 4) for name in RACES}},
+    }
+
+
 class AgeGenderRequest(FaceImageRequest):
     """A face crop (UTKFace-like: the face fills most of the picture), or a list of them;
     `detect: true` crops a wider photo to its largest face first."""
@@ -143,17 +155,13 @@ def baseline(train: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
     return {f"baseline_{k}": v for k, v in slice_scores(truth, guess).items() if "/" not in k and k != "n"}
 
 
-class AgeGenderConfig(ImagePredictorConfig):
-    """One ResNet-18 from scratch with an age (label distribution), a gender and a race head."""
+class FaceAttributesConfig(ImagePredictorConfig):
+    """A ResNet-18 with an age (label distribution), a gender and a race head (and the backbone's
+    emotion head): the keys age-gender and the backbone share."""
 
-    epochs: int = 40
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
-    warmup_epochs: int = 2
-    image_size: int = 112
-    width: int = Field(64, ge=1)
-    """base width of the ResNet-18 (64: torchvision's; smaller for CPU runs)"""
     dropout: float = Field(0.2, ge=0, lt=1)
     """dropout before the heads"""
     age_sigma: float = Field(2.0, gt=0)
@@ -165,9 +173,19 @@ class AgeGenderConfig(ImagePredictorConfig):
     race_weight: float = Field(0.5, ge=0)
     """weight of the race head's cross-entropy in the loss"""
     label_smoothing: float = Field(0.1, ge=0, lt=1)
-    """label smoothing of the gender and race heads"""
-    aug_grey: float = 0.1
+    """label smoothing of the classification heads"""
     tta_flip: bool = True
+
+
+class AgeGenderConfig(FaceAttributesConfig, StartsFromBackbone):
+    """One ResNet-18 (random init, or a facelab backbone's trunk) with an age, a gender and a race head."""
+
+    epochs: int = 40
+    warmup_epochs: int = 2
+    image_size: int = 112
+    width: int = Field(64, ge=1)
+    """base width of the ResNet-18 (64: torchvision's; smaller for CPU runs)"""
+    aug_grey: float = 0.1
 
 
 class AgeGenderTask(TorchTask):
@@ -203,14 +221,7 @@ class AgeGenderTask(TorchTask):
         return request_rows(request)
 
     def answer(self, output: dict) -> dict:
-        female = float(output["p_female"])
-        return {
-            "age": round(float(output["age"]), 1),
-            "gender": {"label": GENDERS[int(output["gender"])],
-                       "probability": round(female if int(output["gender"]) else 1 - female, 4)},
-            "race": {"label": RACES[int(output["race"])],
-                     "probabilities": {name: round(float(output[f"p_{name}"]), 4) for name in RACES}},
-        }
+        return attributes_answer(output)
 
     def demo_requests(self, data: Path) -> tuple[dict, dict]:
         return demo_image_requests(Path(data) / self.format.test_order(Path(data))[0])

@@ -27,9 +27,10 @@ from facelab.answers import Answer
 from facelab.formats import Read
 from facelab.formats.fer import EMOTIONS, SIZE, emotion_metrics
 from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
-from facelab.task_config import ImagePredictorConfig
+from facelab.task_config import ImagePredictorConfig, StartsFromBackbone
 from facelab.tasks.torch_task import TorchTask
-from facelab.vision import ImagePredictor, ImageRecipe, normalised, training_datasets
+from facelab.vision import (ImagePredictor, ImageRecipe, normalised, resnet18, run_net, training_datasets,
+                            zero_init)
 
 # ITU-R BT.601 luminance: how FER-2013's greyscale relates to colour photos
 LUMA = (0.299, 0.587, 0.114)
@@ -68,15 +69,28 @@ def vgg_layers(config: dict):
 
 
 class EmotionNet(torch.nn.Module):
-    """uint8 NCHW RGB (grey as three equal channels) -> luminance -> the VGG layers -> 7 logits."""
+    """uint8 NCHW RGB (grey as three equal channels) -> luminance -> the VGG layers -> 7 logits;
+    with `arch: resnet`, the luminance in all three channels -> a ResNet-18 trunk of `width` (the
+    layout a facelab backbone starts, facelab.backbone) -> dropout -> 7 logits."""
 
     def __init__(self, config: dict):
         super().__init__()
         self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1), persistent=False)
-        self.vgg = vgg_layers(config)
+        if config.get("arch") == "resnet":  # models stored before `arch` existed are VGG
+            self.trunk = resnet18(1, int(config["width"]))
+            features = self.trunk.fc.in_features
+            self.trunk.fc = torch.nn.Identity()
+            self.head = torch.nn.Sequential(torch.nn.Dropout(float(config["dropout"])),
+                                            torch.nn.Linear(features, len(EMOTIONS)))
+            zero_init(self.head[1])
+        else:
+            self.vgg = vgg_layers(config)
 
     def forward(self, x):
-        return self.vgg(normalised((x.float() * self.luma).sum(1, keepdim=True)))
+        grey = normalised((x.float() * self.luma).sum(1, keepdim=True))
+        if hasattr(self, "trunk"):
+            return self.head(run_net(self.trunk, grey.expand(-1, 3, -1, -1)))
+        return self.vgg(grey)
 
 
 def erased(images: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
@@ -163,7 +177,7 @@ class EmotionPredictor(ImagePredictor):
         return {"label": np.array(EMOTIONS)[probs.argmax(1)], **{f"p_{e}": probs[:, i] for i, e in enumerate(EMOTIONS)}}
 
 
-class EmotionConfig(ImagePredictorConfig):
+class EmotionConfig(ImagePredictorConfig, StartsFromBackbone):
     """The full (GPU) run: up to 100 epochs of the seed's network, stopped 15 epochs after the best."""
 
     epochs: int = 100
@@ -185,6 +199,10 @@ class EmotionConfig(ImagePredictorConfig):
     warmup_epochs: int = 1
     """cosine: epochs of linear learning-rate warm-up before the decay"""
     image_size: int = SIZE
+    arch: Literal["vgg", "resnet"] = "vgg"
+    """the seed's VGG layout, or a ResNet-18 trunk (what a `backbone` starts)"""
+    width: int = Field(32, ge=1)
+    """resnet: base width of the ResNet-18 (64: torchvision's)"""
     base: int = Field(64, ge=1)
     """channels of the first VGG block (doubling in each next block)"""
     blocks: int = Field(3, ge=1)
@@ -206,6 +224,8 @@ class EmotionConfig(ImagePredictorConfig):
     def _pooled_side(self):
         if self.image_size < 2 ** self.blocks:
             raise ValueError(f"image_size {self.image_size} is too small for {self.blocks} pooling blocks")
+        if self.backbone and self.arch != "resnet":
+            raise ValueError("backbone: a backbone starts a ResNet trunk; set arch: resnet")
         return self
 
 

@@ -33,7 +33,7 @@ from facelab import metrics
 from facelab.errors import FacelabError
 from facelab.formats import Read
 from facelab.mask_answers import MaskAnswers, score_detections
-from facelab.task_config import ImageConfig
+from facelab.task_config import ImageConfig, StartsFromBackbone
 from facelab.tasks.prepared_torch import Prepared, PreparedTorchTask
 from facelab.tasks.yolo_base import ImageUploads
 from facelab.vision import (ImageRecipe, input_images, load_image, normalised, resnet18, rgb, run_net, stacked,
@@ -211,7 +211,7 @@ class MaskFacePredictor:
         return out
 
 
-class MaskFaceConfig(ImageConfig):
+class MaskFaceConfig(ImageConfig, StartsFromBackbone):
     """The type CNN (a small ResNet-18) over lower-face crops."""
 
     epochs: int = 60

@@ -26,7 +26,7 @@ from facelab.answers import Answer
 from facelab.formats import Read
 from facelab.formats.occlusion import drop_unlabelled
 from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
-from facelab.task_config import ImagePredictorConfig
+from facelab.task_config import ImagePredictorConfig, StartsFromBackbone
 from facelab.tasks.torch_task import TorchTask
 from facelab.vision import (ImagePredictor, ImageRecipe, is_grey, load_image, normalised, resnet18, run_net,
                             training_datasets)
@@ -139,7 +139,7 @@ class OcclusionAnswer(Answer):
     occlusion: float = Field(description="the share of the face that is occluded (0..1)")
 
 
-class OcclusionConfig(ImagePredictorConfig):
+class OcclusionConfig(ImagePredictorConfig, StartsFromBackbone):
     """The full (GPU) run: the seed's best model (a colour and a grey ResNet-18, level weights, 30 epochs)."""
 
     epochs: int = 30

@@ -44,17 +44,17 @@ class PreparedTorchTask(TorchTask):
             self._prepared, self._prepared_for = self.prepare_data(data, self.default_config), key
         return self._prepared
 
-    def train(self, config: dict, prepared: Prepared, model_dir: Path) -> dict[str, float]:
+    def train(self, config: dict, prepared: Prepared, model_dir: Path, start: dict | None = None) -> dict[str, float]:
         recipe, full_config = self.trainer_inputs(config, prepared.state)
         return fit_torch(recipe, full_config, prepared.datasets, model_dir, metric=self.metric, mode=self.mode,
-                         name=self.run_name(config), storage_path=config["storage_path"])
+                         name=self.run_name(config), storage_path=config["storage_path"], start=start)
 
-    def fit(self, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
+    def fit(self, config: dict, data: dict[str, Read], model_dir: Path, start: dict | None = None) -> dict[str, float]:
         prepared = self.prepare_data(data, config)
         self._prepared, self._prepared_for = prepared, id(data)
-        return self.train(config, prepared, Path(model_dir))
+        return self.train(config, prepared, Path(model_dir), start)
 
-    def run_trial(self, config: dict, trial_data: Prepared, *, cpus_per_trial: float) -> None:
+    def run_trial(self, config: dict, trial_data: Prepared, *, cpus_per_trial: float, start: dict | None = None) -> None:
         """One Tune trial: the task's recipe for this config, trained as TorchTask's trials are."""
         recipe, full_config = self.trainer_inputs(config, trial_data.state)
-        self.train_in_trial(recipe, full_config, trial_data.datasets, cpus_per_trial)
+        self.train_in_trial(recipe, full_config, trial_data.datasets, cpus_per_trial, start)

@@ -40,9 +40,10 @@ class TorchTask(Task):
     def run_name(self, config: dict) -> str:
         return config["run_name"] or f"{self.name}-{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
-    def fit(self, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
+    def fit(self, config: dict, data: dict[str, Read], model_dir: Path, start: dict | None = None) -> dict[str, float]:
+        """`start`: a backbone trunk's weights (facelab.backbone.pin) the model starts from."""
         return fit_torch(self.recipe, config, self.trial_data(data), model_dir, metric=self.metric, mode=self.mode,
-                         name=self.run_name(config), storage_path=config["storage_path"])
+                         name=self.run_name(config), storage_path=config["storage_path"], start=start)
 
     # --- Tune ------------------------------------------------------------------------------
     def tune_concurrency(self) -> int:
@@ -70,12 +71,13 @@ class TorchTask(Task):
     def trial_options(self, trials: int | None) -> dict:
         return {"cpus_per_trial": self.trial_cpus(trials or self.tune_concurrency())}
 
-    def run_trial(self, config: dict, trial_data, *, cpus_per_trial: float) -> None:
+    def run_trial(self, config: dict, trial_data, *, cpus_per_trial: float, start: dict | None = None) -> None:
         """One Tune trial: a TorchTrainer reporting every epoch to Tune. Its Train run is named
         after the trial and kept beside the sweep, so a resumed sweep resumes it."""
-        self.train_in_trial(self.recipe, config, trial_data, cpus_per_trial)
+        self.train_in_trial(self.recipe, config, trial_data, cpus_per_trial, start)
 
-    def train_in_trial(self, recipe: TorchRecipe, config: dict, datasets: dict, cpus_per_trial: float) -> None:
+    def train_in_trial(self, recipe: TorchRecipe, config: dict, datasets: dict, cpus_per_trial: float,
+                       start: dict | None = None) -> None:
         from ray import tune
 
         context = tune.get_context()
@@ -84,7 +86,7 @@ class TorchTask(Task):
         fit_torch(recipe, config, datasets, None, metric=self.metric, mode=self.mode,
                   name=f"train-{context.get_trial_id() or uuid.uuid4().hex[:8]}",
                   storage_path=storage.experiment_fs_path, storage_filesystem=storage.storage_filesystem,
-                  num_workers=workers, cpus_per_worker=cpus_per_trial / workers, in_tune=True)
+                  num_workers=workers, cpus_per_worker=cpus_per_trial / workers, in_tune=True, start=start)
 
     def tune_run_config(self, name: str, storage: str, **kwargs):
         """The sweep's RunConfig, with the callback that frees stopped trials' worker groups."""

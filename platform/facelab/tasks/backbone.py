@@ -1,0 +1,190 @@
+"""The facelab face backbone (issue 23): one ResNet-18 trunk pretrained on every labelled face the
+project has, for the image tasks to start from.
+
+No pretrained face weights ship offline, and each image task has a few thousand faces at most
+(100 for the Blitz masks), so each one trained alone from random init stays far from the
+reference systems. This task trains one trunk on UTKFace (age as a label distribution, gender,
+race) and FER-2013 (emotion) at once (formats/backbone.py: one data root holding both, each
+source's own train / val / test split, so no face a task is tested on is seen): every row
+trains the heads its source labels, a head's loss is the mean over the rows that have its label,
+and the heads' losses are summed with their weights. Greyscale views (`aug_grey`) make colour
+UTKFace faces look like FER's. The model is also a multi-attribute predictor (age, gender, race,
+emotion), served like any task; its trunk is what `backbone: <run id | "promoted">` in the config
+of age-gender, emotion (`arch: resnet`), occlusion and mask-face starts from (facelab.backbone).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from facelab.answers import Answer, LabelProbabilities
+from facelab.formats import Read
+from facelab.formats.backbone import AGE_TOLERANCE, LABELS
+from facelab.formats.fer import EMOTIONS
+from facelab.formats.utkface import GENDERS, RACES
+from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
+from facelab.tasks.age_gender import (AGES, FaceAttributesConfig, GenderAnswer, age_distribution, attributes_answer,
+                                      expected_age)
+from facelab.tasks.torch_task import TorchTask
+from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, training_datasets, zero_init
+
+HEADS = {"age": AGES, "gender": len(GENDERS), "race": len(RACES), "emotion": len(EMOTIONS)}
+
+
+class BackboneNet(torch.nn.Module):
+    """uint8 NCHW RGB -> a ResNet-18 trunk (`trunk`, what tasks start from) -> dropout -> one
+    linear head per label (age over 0..100, gender, race, emotion)."""
+
+    def __init__(self, width: int, dropout: float):
+        super().__init__()
+        self.trunk = resnet18(1, width)
+        features = self.trunk.fc.in_features
+        self.trunk.fc = torch.nn.Identity()
+        self.dropout = torch.nn.Dropout(dropout)
+        self.heads = torch.nn.ModuleDict({name: torch.nn.Linear(features, size) for name, size in HEADS.items()})
+        for head in self.heads.values():
+            zero_init(head)
+
+    def forward(self, x) -> dict:
+        features = self.dropout(run_net(self.trunk, normalised(x)))
+        return {name: head(features) for name, head in self.heads.items()}
+
+
+def _masked_mean(values, mask):
+    """Mean of `values` over the rows of `mask` (0 when none: the head still joins the graph, as DDP
+    needs every parameter used in every step)."""
+    return (values * mask).sum() / mask.sum().clamp_min(1)
+
+
+class BackboneRecipe(ImageRecipe):
+    def build_model(self, config: dict):
+        return BackboneNet(int(config["width"]), float(config["dropout"]))
+
+    def targets(self, batch: dict, images: list[np.ndarray], config: dict) -> dict[str, np.ndarray]:
+        return {label: np.asarray(batch[label], np.int64) for label in LABELS}
+
+    def loss(self, model, batch: dict, config: dict):
+        out = model(batch["image"])
+        smoothing = float(config["label_smoothing"])
+        has_age = (batch["age"] >= 0).float()
+        age = batch["age"].float().clamp(0, AGES - 1)
+        log_p = F.log_softmax(out["age"], 1)
+        age_loss = F.kl_div(log_p, age_distribution(age, float(config["age_sigma"])), reduction="none").sum(1)
+        age_loss = age_loss + float(config["age_l1"]) * (expected_age(log_p.exp()) - age).abs()
+        total = float(config["age_weight"]) * _masked_mean(age_loss, has_age)
+        for head in ("gender", "race", "emotion"):
+            labels = batch[head]
+            ce = F.cross_entropy(out[head], labels.clamp_min(0), reduction="none", label_smoothing=smoothing)
+            total = total + float(config[f"{head}_weight"]) * _masked_mean(ce, (labels >= 0).float())
+        return total
+
+    def evaluate(self, model, batches, config: dict) -> dict[str, float]:
+        errors, hits = [], {head: [] for head in ("gender", "race", "emotion")}
+        for batch in batches:
+            out = model(batch["image"])
+            faces = batch["age"] >= 0
+            errors.append((expected_age(out["age"][faces].softmax(1)) - batch["age"][faces].float()).abs())
+            for head, found in hits.items():
+                labelled = batch[head] >= 0
+                found.append(out[head][labelled].argmax(1) == batch[head][labelled])
+        metrics = {}
+        error = torch.cat(errors).float()
+        if len(error):
+            metrics.update({"age_mae": float(error.mean()),
+                            f"age_within_{AGE_TOLERANCE}": float((error <= AGE_TOLERANCE).float().mean())})
+        for head, found in hits.items():
+            right = torch.cat(found).float()
+            if len(right):
+                metrics[f"{head}_accuracy"] = float(right.mean())
+        accuracies = [v for k, v in metrics.items() if k.endswith("_accuracy") or k.startswith("age_within")]
+        metrics["mean_accuracy"] = float(np.mean(accuracies))
+        return metrics
+
+
+class BackbonePredictor(ImagePredictor):
+    """age (years, the expectation), gender with p_female, race with p_<race>, emotion with
+    p_<emotion>."""
+
+    recipe = BackboneRecipe
+
+    def outputs(self, x, images: list[np.ndarray]) -> dict:
+        out = self.model(x)
+        return {head: out[head].softmax(1) for head in HEADS}
+
+    def finish(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = {"age": (outputs["age"] * np.arange(AGES)).sum(1), "gender": outputs["gender"].argmax(1),
+                  "p_female": outputs["gender"][:, 1], "race": outputs["race"].argmax(1),
+                  "emotion": outputs["emotion"].argmax(1)}
+        result.update({f"p_{name}": outputs["race"][:, i] for i, name in enumerate(RACES)})
+        result.update({f"p_{name}": outputs["emotion"][:, i] for i, name in enumerate(EMOTIONS)})
+        return result
+
+
+class BackboneAnswer(Answer):
+    """Every attribute the backbone's heads predict: age in years, gender, race (UTKFace's five)
+    and emotion (FER-2013's seven)."""
+
+    age: float
+    gender: GenderAnswer
+    race: LabelProbabilities
+    emotion: LabelProbabilities
+
+
+class BackboneRequest(FaceImageRequest):
+    """A face crop (the face fills most of the picture), or a list of them; `detect: true` crops
+    a wider photo to its largest face first."""
+
+
+class BackboneConfig(FaceAttributesConfig):
+    """The CPU-sized pretraining run (64 px, width 32); a larger width and size are the GPU job."""
+
+    epochs: int = 12
+    eval_batch_size: int | None = 256
+    warmup_epochs: int = 1
+    image_size: int = 64
+    width: int = Field(32, ge=1)
+    """base width of the ResNet-18 trunk (the tasks that start from it take the same width)"""
+    age_weight: float = Field(1.0, ge=0)
+    """weight of the age head's loss"""
+    emotion_weight: float = Field(1.0, ge=0)
+    """weight of the emotion head's cross-entropy"""
+    aug_grey: float = 0.3
+
+
+class BackboneTask(TorchTask):
+    name = "backbone"
+    reference = "issue 23: one face trunk pretrained on UTKFace (age, gender, race) and FER-2013 (emotion)"
+    metric = "mean_accuracy"
+    mode = "max"
+    Config = BackboneConfig
+    demo_config: ClassVar[dict] = {"epochs": 2, "image_size": 48, "width": 8, "batch_size": 32}
+    Request = BackboneRequest
+    Answer = BackboneAnswer
+    predictor_class = BackbonePredictor
+    predict_on_gpu = True
+    recipe = BackboneRecipe()
+
+    def trial_data(self, data: dict[str, Read]) -> dict:
+        return training_datasets(data["train"].dataset, data["val"].dataset)
+
+    def request_rows(self, request: BackboneRequest) -> tuple[list[dict], bool]:
+        return request_rows(request)
+
+    def answer(self, output: dict) -> dict:
+        return {**attributes_answer(output),
+                "emotion": {"label": EMOTIONS[int(output["emotion"])],
+                            "probabilities": {name: round(float(output[f"p_{name}"]), 4) for name in EMOTIONS}}}
+
+    def demo_requests(self, data: Path) -> tuple[dict, dict]:
+        return demo_image_requests(Path(data) / self.format.test_rows(Path(data))["file"].iloc[0])
+
+    def predictions_frame(self, predictions: pd.DataFrame) -> pd.DataFrame:
+        """In the test listing's order."""
+        return predictions.sort_values("_row")[["file", "age", "gender", "race", "emotion"]]
