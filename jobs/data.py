@@ -42,12 +42,15 @@ def convert(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     split: Annotated[Optional[str], typer.Option(
         "--split", help="age-bins: 'utkface' keeps the age-gender task's split (same test faces); default stratified")] = None,
+    blur: Annotated[Optional[str], typer.Option(
+        "--blur", help="deblur: 'strong' (Gaussian sigma 2.5-5 or motion 13-21 px); default the milder mix")] = None,
 ) -> None:
     """Build TASK's challenge layout from the real face data under the data root."""
     from facelab import config
     from facelab.converters import convert as run_converter
 
-    options = {"seed": seed, **({"n": n} if n else {}), **({"split": split} if split else {})}
+    options = {"seed": seed, **({"n": n} if n else {}), **({"split": split} if split else {}),
+               **({"blur": blur} if blur else {})}
     emit(run_converter(task, data_root or config.data_root(), out, **options))
 
 

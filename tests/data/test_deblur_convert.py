@@ -45,3 +45,23 @@ def test_convert_writes_blurred_pairs(data_root, ray_local, tmp_path):
     again = convert("deblur", data_root, tmp_path / "b", seed=3, n=10)
     assert again == {**summary, "out": str(tmp_path / "b")}
     assert pd.read_csv(tmp_path / "b" / "sources.csv").equals(sources)
+
+
+@pytest.mark.realdata
+def test_strong_blur_draws_from_the_strong_ranges_and_blurs_more(data_root, tmp_path):
+    from facelab.errors import FacelabError
+
+    mild = convert("deblur", data_root, tmp_path / "mild", seed=5, n=12)
+    strong = convert("deblur", data_root, tmp_path / "strong", seed=5, n=12, blur="strong")
+    assert mild["train"] == strong["train"] == 12
+    sources = pd.read_csv(tmp_path / "strong" / "sources.csv")
+    assert sources["sigma"].dropna().between(2.5, 5.0).all() and sources["length"].dropna().between(13, 21).all()
+
+    def mean_ssim(out):
+        names = jpeg_names(out / "train" / "blur")
+        return np.mean([metrics.image_quality(load_rgb(out / "train" / "blur" / n),
+                                              load_rgb(out / "train" / "original" / n))["ssim"] for n in names])
+
+    assert mean_ssim(tmp_path / "strong") < mean_ssim(tmp_path / "mild")
+    with pytest.raises(FacelabError, match="--blur 'heavy'"):
+        convert("deblur", data_root, tmp_path / "x", seed=5, n=2, blur="heavy")

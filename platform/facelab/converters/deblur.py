@@ -3,9 +3,9 @@
 The sharp originals are UTKFace's aligned 200x200 crops (`<data_root>/utkface/images`), kept
 at their size. Each face gets one blur, drawn from a seeded generator:
 
-- Gaussian (half the faces): sigma uniform in [1.5, 4.0] pixels;
-- linear motion (the other half): a line kernel of length uniform in [7, 21] pixels at an angle
-  uniform in [0, 180) degrees (a 1-pixel anti-aliased line, normalised to sum 1);
+- Gaussian (half the faces): sigma uniform in [1.5, 4.0] pixels ([2.5, 5.0] with `blur="strong"`);
+- linear motion (the other half): a line kernel of length uniform in [7, 21] pixels ([13, 21]
+  strong) at an angle uniform in [0, 180) degrees (a 1-pixel anti-aliased line, normalised to sum 1);
 
 both with reflected borders, then Gaussian sensor noise of sigma 2 grey levels, clipped to uint8.
 Images are saved as JPEG quality 95, as the challenge's were.
@@ -30,8 +30,8 @@ from facelab.formats.deblur import TRUTH_FOLDER, blurred
 from facelab.formats.images import load_rgb, random_ids, save_jpeg
 from facelab.progress import progress
 
-SIGMA = (1.5, 4.0)  # Gaussian blur, pixels
-MOTION_LENGTH = (7, 21)  # motion blur, pixels
+# blur strength -> (Gaussian sigma range, motion length range), pixels
+BLURS = {"default": ((1.5, 4.0), (7, 21)), "strong": ((2.5, 5.0), (13, 21))}
 NOISE = 2.0  # sensor noise, grey levels
 VAL_SHARE, TEST_SHARE = 0.4, 0.6  # per train pair: 2000 / 5000 and 3000 / 5000 in the challenge
 
@@ -49,21 +49,25 @@ def motion_kernel(length: int, angle: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def random_blur(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """One seeded blur of an RGB uint8 image, with sensor noise; returns it and its parameters."""
+def random_blur(image: np.ndarray, rng: np.random.Generator, blur: str = "default") -> tuple[np.ndarray, dict]:
+    """One seeded blur (of strength `blur`, a BLURS key) of an RGB uint8 image, with sensor noise;
+    returns it and its parameters."""
+    sigma, length = BLURS[blur]
     if rng.random() < 0.5:
-        params = {"kind": "gaussian", "sigma": float(rng.uniform(*SIGMA)), "length": np.nan, "angle": np.nan}
+        params = {"kind": "gaussian", "sigma": float(rng.uniform(*sigma)), "length": np.nan, "angle": np.nan}
         soft = blurred(image, params["sigma"])
     else:
-        params = {"kind": "motion", "sigma": np.nan, "length": int(rng.integers(MOTION_LENGTH[0], MOTION_LENGTH[1] + 1)),
+        params = {"kind": "motion", "sigma": np.nan, "length": int(rng.integers(length[0], length[1] + 1)),
                   "angle": float(rng.uniform(0, 180))}
         soft = cv2.filter2D(image, -1, motion_kernel(params["length"], params["angle"]), borderType=cv2.BORDER_REFLECT)
     noisy = soft.astype(np.float32) + rng.normal(0, NOISE, soft.shape)
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8), params
 
 
-def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, **_) -> dict:
+def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, blur: str = "default", **_) -> dict:
     """Write the de-blurring layout under `out` from UTKFace; returns counts per split and kind."""
+    if blur not in BLURS:
+        raise FacelabError(f"--blur '{blur}': not one of {', '.join(BLURS)}")
     source = Path(data_root) / "utkface" / "images"
     files = sorted(p.name for p in source.glob("*.jpg")) if source.is_dir() else []
     if not files:
@@ -79,9 +83,9 @@ def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, 
     for split, size in sizes.items():
         for image_id, file in progress(list(zip(ids[start:start + size], chosen[start:start + size])), f"deblur {split}"):
             original = load_rgb(source / file)
-            blur, params = random_blur(original, rng)
+            blurry, params = random_blur(original, rng, blur)
             name = f"{image_id}.jpg"
-            save_jpeg(blur, out / split / "blur" / name)
+            save_jpeg(blurry, out / split / "blur" / name)
             save_jpeg(original, out / split / ("original" if split != "test" else TRUTH_FOLDER) / name)
             rows.append({"id": image_id, "file": file, "split": split, **params})
         start += size
