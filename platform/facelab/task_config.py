@@ -158,8 +158,7 @@ class StartsFromBackbone(TaskConfig):
     """The keys of an image task that can start from a facelab face backbone (facelab.backbone)."""
 
     backbone: str | None = None
-    """start the ResNet trunk from this `backbone` run ("promoted" or a run id; null: random init);
-    `width` must be the backbone's"""
+    """start the ResNet trunk from this `backbone` run ("promoted" or a run id; null: random init; same width)"""
     freeze_backbone: bool = False
     """with `backbone`: train only the layers after the trunk (a feature extractor, for tiny data)"""
 

@@ -181,8 +181,11 @@ class ImageRecipe(TorchRecipe):
 def training_datasets(train, val, seed: int | None = None) -> dict:
     """fit_torch's datasets, both in small blocks so that image preparation runs as many parallel
     Ray Data tasks: train's blocks in a new random order every epoch, its rows shuffled again
-    within each worker's buffer (fit_torch), which costs no all-to-all shuffle per epoch."""
-    blocks = train.repartition(target_num_rows_per_block=BLOCK_ROWS).materialize()
+    within each worker's buffer (fit_torch), which costs no all-to-all shuffle per epoch. The
+    rows (paths and labels, a few bytes each) are shuffled once first: listings sorted by label
+    (FER's labels.csv, a data root of several sources) would otherwise give blocks, and so
+    batches, of one class."""
+    blocks = train.random_shuffle(seed=seed).repartition(target_num_rows_per_block=BLOCK_ROWS).materialize()
     return {"train": blocks.randomize_block_order(seed=seed),
             "val": val.repartition(target_num_rows_per_block=BLOCK_ROWS)}
 

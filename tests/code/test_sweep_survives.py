@@ -152,7 +152,6 @@ def test_sigkilled_sweep_resumes_without_redoing_trials_or_epochs(tmp_path, ray_
     assert len(after) == 3
     for trial, epochs in after.items():
         assert epochs == sorted(set(epochs)), f"{trial} ran an epoch twice: {epochs}"
-        assert epochs[-1] == EPOCHS, (trial, epochs)
         if before.get(trial):
             # either Tune restored the trial and appended to what it reported before the kill (the
             # same lines, byte for byte: not rerun), or, when the kill came before Tune saved the

@@ -87,6 +87,12 @@ SPECS = {
         "file_b": ["/abs.jpg", "images/p01/9.jpg"], "same": ["2", "yes", ""]}}),
 }
 SPECS["age-gender"] = dict(SPECS["synth"], splits=("train", "val", "test"))
+# utkface/labels.csv and fer2013/labels.csv under one root: each column's invalid values are
+# its source's (only `file` is in both: values invalid in either layout)
+SPECS["backbone"] = dict(splits=("train", "val", "test"), invalid={"*": {
+    **{k: v for k, v in SPECS["synth"]["invalid"]["*"].items() if k != "file"},
+    **{k: v for k, v in SPECS["emotion"]["invalid"]["*"].items() if k != "file"},
+    "file": ["", "../x.jpg", "/abs.jpg", "nosuch/none.jpg"]}})
 
 
 # --- the clean data set and its reading -------------------------------------------------------

@@ -29,7 +29,6 @@ SOURCES = {"utkface": UTKFaceFormat, "fer2013": FerFormat}
 LABELS = ("age", "gender", "race", "emotion")
 MISSING = -1
 AGE_TOLERANCE = 5  # years: an age prediction this close counts as right in the mean accuracy
-ROW_STRIDE = 10_000_000  # `_row` of a source's row = its own row + stride x the source's index: unique
 
 
 def sources(root: Path) -> list[str]:
@@ -41,10 +40,11 @@ def sources(root: Path) -> list[str]:
     return found
 
 
-def _unified(batch: pd.DataFrame, source: str, index: int) -> pd.DataFrame:
-    """A source's parsed rows in the backbone's columns."""
+def _unified(batch: pd.DataFrame, source: str) -> pd.DataFrame:
+    """A source's parsed rows in the backbone's columns (`_file` and `_row` still name the source's
+    own file and line)."""
     n = len(batch)
-    out = pd.DataFrame({FILE: batch[FILE], ROW: np.asarray(batch[ROW], np.int64) + index * ROW_STRIDE,
+    out = pd.DataFrame({FILE: batch[FILE], ROW: batch[ROW],
                         "file": [f"{source}/{f}" for f in batch["file"]], "path": batch["path"],
                         "source": [source] * n})
     for label in LABELS:
@@ -57,6 +57,12 @@ def _unified(batch: pd.DataFrame, source: str, index: int) -> pd.DataFrame:
     return out
 
 
+def listing_order(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with `file` and `_row` in listing order: by source, then by line."""
+    source = [list(SOURCES).index(str(file).split("/")[0]) for file in rows["file"]]
+    return rows.assign(_source=source).sort_values(["_source", ROW]).drop(columns="_source")
+
+
 class BackboneFormat(Format):
     task = "backbone"
     synthetic_truth = "."  # the data root itself: its sources' own test labels
@@ -64,18 +70,18 @@ class BackboneFormat(Format):
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
         root = Path(root).resolve()
         parts, bad = [], []
-        for index, source in enumerate(SOURCES):
+        for source in SOURCES:
             if source not in sources(root):
                 continue
             read = SOURCES[source]().read(root / source, split, skip_bad=skip_bad)
             bad += read.bad
             parts.append(read.dataset.map_batches(_unified, batch_format="pandas",
-                                                  fn_kwargs={"source": source, "index": index}))
+                                                  fn_kwargs={"source": source}))
         return Read(parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0], bad)
 
     def test_rows(self, root: Path) -> pd.DataFrame:
         """The test split's rows (file and labels), in listing order."""
-        return self.read(Path(root), "test").dataset.to_pandas().sort_values(ROW)[["file", *LABELS]]
+        return listing_order(self.read(Path(root), "test").dataset.to_pandas())[["file", *LABELS]]
 
     def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
                          complete: bool = True) -> Path:

@@ -29,11 +29,11 @@ from facelab.answers import Answer, LabelProbabilities
 from facelab.formats import Read
 from facelab.formats.utkface import GENDERS, RACES, confusion_plots, slice_scores
 from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
-from facelab.task_config import ImagePredictorConfig, StartsFromBackbone
+from facelab.face_attributes import (AGES, FaceAttributesConfig, GenderAnswer, age_distribution, attributes_answer,
+                                     expected_age)
+from facelab.task_config import StartsFromBackbone
 from facelab.tasks.torch_task import TorchTask
 from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, training_datasets, zero_init
-
-AGES = 101  # classes 0..100, as HexaFace
 
 
 class AgeGenderNet(torch.nn.Module):
@@ -54,17 +54,6 @@ class AgeGenderNet(torch.nn.Module):
     def forward(self, x) -> dict:
         f = self.dropout(run_net(self.trunk, normalised(x)))
         return {"age": self.age(f), "gender": self.gender(f), "race": self.race(f)}
-
-
-def expected_age(age_probabilities):
-    return (age_probabilities * torch.arange(AGES, device=age_probabilities.device)).sum(1)
-
-
-def age_distribution(age, sigma: float):
-    """Gaussian label distributions over 0..100 around each (clipped) age."""
-    grid = torch.arange(AGES, device=age.device, dtype=torch.float32)
-    density = torch.exp(-((grid[None, :] - age.float().clamp(0, AGES - 1)[:, None]) ** 2) / (2 * sigma ** 2))
-    return density / density.sum(1, keepdim=True)
 
 
 def _mean(parts: list) -> float:
@@ -117,29 +106,12 @@ class AgeGenderPredictor(ImagePredictor):
         return result
 
 
-class GenderAnswer(Answer):
-    label: str
-    probability: float = Field(description="of that label")
-
-
 class AgeGenderAnswer(Answer):
     """Age in years (the expectation over 0..100), gender and race (UTKFace's five)."""
 
     age: float
     gender: GenderAnswer
     race: LabelProbabilities
-
-
-def attributes_answer(output: dict) -> dict:
-    """Age, gender and race of one predictor output row (AgeGenderAnswer's fields)."""
-    female = float(output["p_female"])
-    return {
-        "age": round(float(output["age"]), 1),
-        "gender": {"label": GENDERS[int(output["gender"])],
-                   "probability": round(female if int(output["gender"]) else 1 - female, 4)},
-        "race": {"label": RACES[int(output["race"])],
-                 "probabilities": {name: round(float(output[f"p_{name}"]), 4) for name in RACES}},
-    }
 
 
 class AgeGenderRequest(FaceImageRequest):
@@ -153,28 +125,6 @@ def baseline(train: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
                           "gender": np.full(len(truth), int(train["gender"].mode()[0])),
                           "race": np.full(len(truth), int(train["race"].mode()[0]))})
     return {f"baseline_{k}": v for k, v in slice_scores(truth, guess).items() if "/" not in k and k != "n"}
-
-
-class FaceAttributesConfig(ImagePredictorConfig):
-    """A ResNet-18 with an age (label distribution), a gender and a race head (and the backbone's
-    emotion head): the keys age-gender and the backbone share."""
-
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    dropout: float = Field(0.2, ge=0, lt=1)
-    """dropout before the heads"""
-    age_sigma: float = Field(2.0, gt=0)
-    """width in years of the Gaussian age distribution the age head is trained towards"""
-    age_l1: float = Field(0.1, ge=0)
-    """weight of the L1 error of the expected age in the loss"""
-    gender_weight: float = Field(1.0, ge=0)
-    """weight of the gender head's cross-entropy in the loss"""
-    race_weight: float = Field(0.5, ge=0)
-    """weight of the race head's cross-entropy in the loss"""
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    """label smoothing of the classification heads"""
-    tta_flip: bool = True
 
 
 class AgeGenderConfig(FaceAttributesConfig, StartsFromBackbone):

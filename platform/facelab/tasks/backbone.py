@@ -26,12 +26,12 @@ from pydantic import Field
 
 from facelab.answers import Answer, LabelProbabilities
 from facelab.formats import Read
-from facelab.formats.backbone import AGE_TOLERANCE, LABELS
+from facelab.formats.backbone import AGE_TOLERANCE, LABELS, listing_order
 from facelab.formats.fer import EMOTIONS
 from facelab.formats.utkface import GENDERS, RACES
 from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
-from facelab.tasks.age_gender import (AGES, FaceAttributesConfig, GenderAnswer, age_distribution, attributes_answer,
-                                      expected_age)
+from facelab.face_attributes import (AGES, FaceAttributesConfig, GenderAnswer, age_distribution, attributes_answer,
+                                     expected_age)
 from facelab.tasks.torch_task import TorchTask
 from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, training_datasets, zero_init
 
@@ -187,4 +187,4 @@ class BackboneTask(TorchTask):
 
     def predictions_frame(self, predictions: pd.DataFrame) -> pd.DataFrame:
         """In the test listing's order."""
-        return predictions.sort_values("_row")[["file", "age", "gender", "race", "emotion"]]
+        return listing_order(predictions)[["file", "age", "gender", "race", "emotion"]]
