@@ -16,8 +16,9 @@ test: install
 test-fast: install
 	RAY_AUTH_MODE=disabled .venv/bin/python -m pytest -q -m "not slow" --durations=10 --ignore=tests/cluster --ignore=tests/bench
 
-# The multi-node tests (tests/cluster): `ray start` clusters on this machine, the version-skew
-# job submissions and a worker node lost in the middle of a sweep, a training run, a submission and Serve.
+# The tests that start and kill Ray clusters of their own (tests/cluster): `ray start` clusters on this
+# machine, the version-skew job submissions, a worker node lost in the middle of a sweep, a training
+# run, a submission and Serve, and a sweep and a submission whose driver is SIGKILLed with its Ray.
 test-cluster: install
 	RAY_AUTH_MODE=disabled .venv/bin/python -m pytest -q tests/cluster --durations=10
 
