@@ -247,8 +247,10 @@ def _map_workers(cluster) -> dict[str, str]:
     return {a.actor_id: a.node_id for a in actors if "MapWorker" in a.class_name}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Ray Data's actor pool after the node loss: the lost predictor actor restarts (max_restarts=-1) on the CPU "
+# not strict: the hang depends on which blocks were in the lost node's object store; in a clean-clone
+# .ci/run of 2026-12-06 the job finished with all 7,200 rows once (an XPASS), in earlier runs it hung
+@pytest.mark.xfail(strict=False, reason=(
+    "Ray Data's actor pool after the node loss (in some runs, not all): the lost predictor actor restarts (max_restarts=-1) on the CPU "
     "left, so the 3 actors (1 CPU each) hold all 3 CPUs of the head and the survivor, while the repartitioned "
     "blocks that were in the lost node's object store must be rebuilt by their tasks: Ray logs 'Attempting to "
     "recover 29 lost objects by resubmitting their tasks or setting a new primary location from existing copies', "
