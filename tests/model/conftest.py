@@ -45,6 +45,26 @@ class TaskFit:
     def metrics(self) -> dict:
         return self.run.metrics
 
+    def submission(self) -> dict:
+        """What `submit` of every row of the fit's data with its promoted run returned, run once
+        per session from `workdir` with relative paths (the submission goes to `out/`). The
+        contract test checks its lifecycle; the task's own tests score the same file."""
+        if self.name not in _SUBMISSIONS:
+            from facelab.predict import submit
+            from facelab.tasks import get_task
+
+            before = os.getcwd()
+            os.chdir(self.workdir)
+            try:
+                _SUBMISSIONS[self.name] = submit(self.name, self.data, Path("out") / get_task(self.name).format.submission_name,
+                                                 "store")
+            finally:
+                os.chdir(before)
+        return _SUBMISSIONS[self.name]
+
+
+_SUBMISSIONS: dict[str, dict] = {}
+
 
 def _fit_from_own_folder(name: str, workdir: Path, facelab_cli) -> TaskFit:
     """`facelab tune --samples 1` of the task's case (fit_cases.py) or demo config, from `workdir`

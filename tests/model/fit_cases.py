@@ -147,7 +147,7 @@ def cases() -> dict[str, Case]:
         "age-bins": Case(age_bins_data, _age_bins_config()),
         "emotion": Case(synthetic("emotion", n=300, seed=3, emotions=EMOTION_EASY),
                         {**get_task("emotion").demo_config, "epochs": 8}),
-        "fairface": Case(synthetic("fairface", n=1200, seed=4), {"epochs": 10, "width": 128}),
+        "fairface": Case(synthetic("fairface", n=1200, seed=4), {"epochs": 10, "width": 128, "baseline_rounds": 40}),
         "mask-face": Case(synthetic("mask", n=120, seed=3), {"epochs": 5, "image_size": 48, "width": 8, "batch_size": 16,
                                                               "lr": 3e-3, "aug_box": 0.05}),
         "synth": Case(synthetic("synth", n=300, seed=2), {**get_task("synth").demo_config, "epochs": 6, "g_width": 16,

@@ -4,6 +4,7 @@ the fairness slices, writes and scores a submission, and answers Serve-shaped re
 
 import base64
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,18 +50,16 @@ def test_fairness_slices_and_confusion_matrices(trained):
     assert (model_dir / "gender_confusion.png").is_file() and (model_dir / "race_confusion.png").is_file()
 
 
-def test_submission_in_test_order_scores(trained, tmp_path):
-    from facelab.predict import submit
-
+def test_submission_in_test_order_scores(trained, task_fit, tmp_path):
     data, store, _, metrics = trained
     fmt = get_format("age-gender")
-    submit("age-gender", data, tmp_path / "sub.csv", store)
-    written = pd.read_csv(tmp_path / "sub.csv")
+    sub = Path(task_fit("age-gender").submission()["submission"])
+    written = pd.read_csv(sub)
     assert list(written.columns) == ["file", "age", "gender", "race"]
     assert list(written["file"]) == fmt.test_order(data)
-    scores = fmt.score(tmp_path / "sub.csv", data)  # the folder: its test split is the truth
+    scores = fmt.score(sub, data)  # the folder: its test split is the truth
     assert scores["n"] == len(written) and scores["age_mae"] < 0.7 * metrics["baseline_age_mae"]
-    assert {p.name for p in fmt.plots(tmp_path / "sub.csv", data, tmp_path / "plots")} == \
+    assert {p.name for p in fmt.plots(sub, data, tmp_path / "plots")} == \
         {"gender_confusion.png", "race_confusion.png"}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,6 @@ import pytest
 from facelab.errors import FacelabError
 from facelab.formats import get_format
 from facelab.formats.crowd import N_FACES, SIZE, TILE
-from facelab.predict import submit
 from facelab.store import ModelStore
 from facelab.tasks import get_task
 from facelab.tasks.crowd import (
@@ -44,10 +44,9 @@ def crowds(fit):
 
 @pytest.fixture(scope="module")
 def submitted(fit, tmp_path_factory):
-    """The shared fit (a 1-trial sweep, promoted) -> submit through the Ray Data actor pool."""
-    out = tmp_path_factory.mktemp("crowd-sub") / "submission.csv"
-    summary = submit("crowd", fit.data_dir, out, fit.store, actors=2)
-    return fit.store, fit.run_id, fit.metrics, summary, out
+    """The shared fit (a 1-trial sweep, promoted) -> its submission through the Ray Data actor pool."""
+    summary = fit.submission()
+    return fit.store, fit.run_id, fit.metrics, summary, Path(summary["submission"])
 
 
 def _b64(image: np.ndarray) -> str:

@@ -3,6 +3,7 @@ synthetic FER set (three expressions), beats the majority class, submits and sco
 and answers Serve-style requests."""
 
 import base64
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,6 @@ import pytest
 
 from facelab.formats import get_format
 from facelab.formats.fer import EMOTIONS
-from facelab.predict import submit
 from facelab.tasks import get_task
 from facelab.uploads import UploadError
 
@@ -48,10 +48,9 @@ def test_learns_beyond_the_majority_class(trained, emotion_data):
     assert metrics["val_f1_happy"] > 0 and metrics["val_f1_sad"] > 0
 
 
-def test_submission_scores_privatetest(trained, emotion_data, tmp_path, ray_local):
-    store, _, _ = trained
-    out = tmp_path / "submission.csv"
-    result = submit("emotion", emotion_data, out, store)
+def test_submission_scores_privatetest(fit, emotion_data, tmp_path):
+    result = fit.submission()
+    out = Path(result["submission"])
     frame = pd.read_csv(out)
     test = pd.read_csv(emotion_data / "labels.csv").query("Usage == 'PrivateTest'")
     assert result["rows"] == len(test) and list(frame.columns) == ["file", "emotion_name", "emotion"]

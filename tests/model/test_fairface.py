@@ -2,6 +2,7 @@
 then train (Ray Train) -> baselines table -> submit -> score on synthetic FaceNet-like embeddings."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,6 @@ from pydantic import ValidationError
 from facelab.errors import FacelabError
 from facelab.formats import get_format
 from facelab.formats.fairface import AGE_BINS, FILES, GENDERS, RACES
-from facelab.predict import submit
 from facelab.store import ModelStore
 from facelab.tasks import get_task
 from facelab.tasks.fairface import (
@@ -115,10 +115,9 @@ def test_training_learns_every_head_and_tables_the_baselines(trained):
     assert {"confusion_age.png", "confusion_race.png", "history.png"} <= {p.name for p in run.model_dir.iterdir()}
 
 
-def test_submission_scores_above_the_majority(trained, fairface_data, tmp_path):
-    store, _, _ = trained
-    out = tmp_path / "submission.csv"
-    summary = submit("fairface", fairface_data, out, store)
+def test_submission_scores_above_the_majority(fit, fairface_data):
+    summary = fit.submission()
+    out = Path(summary["submission"])
     truth = pd.read_csv(fairface_data / "test_truth.csv")
     assert summary["rows"] == len(truth) and pd.read_csv(out)["file"].tolist() == truth["file"].tolist()
     scores = FMT.score(out, fairface_data / "test_truth.csv")

@@ -3,6 +3,7 @@ Train, beats predicting the mean, writes and scores a submission, and answers Se
 
 import base64
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,14 +43,13 @@ def test_ensemble_learns_better_than_predicting_the_mean(trained):
     assert metrics["score"] < 0.6 * metrics["baseline_score"], metrics
 
 
-def test_submission_is_one_column_and_scores(trained, tmp_path):
-    from facelab.predict import submit
-
+def test_submission_is_one_column_and_scores(trained, task_fit):
     data, store, run_id, metrics = trained
-    result = submit("occlusion", data, tmp_path / "sub.csv", store)
-    lines = (tmp_path / "sub.csv").read_text().splitlines()
+    result = task_fit("occlusion").submission()
+    sub = Path(result["submission"])
+    lines = sub.read_text().splitlines()
     assert result["run_id"] == run_id and len(lines) == 60 and all(0 <= float(v) <= 1 for v in lines)
-    scores = get_format("occlusion").score(tmp_path / "sub.csv", data / "test_truth.csv")
+    scores = get_format("occlusion").score(sub, data / "test_truth.csv")
     truth = pd.read_csv(data / "test_truth.csv", sep=" ")
     mean = pd.read_csv(data / FILES["train"], sep=" ")["FaceOcclusion"].mean()
     baseline = fairness_score(np.full(len(truth), mean), truth["FaceOcclusion"], truth["gender"])

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from facelab.converters import converter_names
 from facelab.errors import FacelabError
-from facelab.predict import predict_rows, submit
+from facelab.predict import predict_rows
 from facelab.store import ModelStore
 from facelab.tasks import Task, get_task, task_names
 from facelab.train import train
@@ -83,7 +83,7 @@ def test_fit_predict_and_serve(name, task_fit, monkeypatch, facelab_cli):
         assert task.metric in metrics and (tmp_path / "store" / name / "runs" / run_id / "run.json").is_file()
 
     submission = Path("out") / task.format.submission_name
-    written = submit(name, data, submission, "store")
+    written = fit.submission()  # submit(name, data, submission, "store") from this folder, shared with the task's tests
     assert written["run_id"] == run.run_id
     assert written["rows"] == task.format.read(tmp_path / data, task.submit_split).dataset.count() > 0
     written_to = Path(written["submission"])  # the out path, or the folder inside it a layout writes (deblur)

@@ -10,8 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from facelab.formats import get_format
-from facelab.formats.tracks import LAYOUTS, SUBMISSION, TRUTH, mean_baseline, norm_weighted_mean, track_frames
-from facelab.predict import submit
+from facelab.formats.tracks import LAYOUTS, TRUTH, mean_baseline, norm_weighted_mean, track_frames
 from facelab.store import ModelStore
 from facelab.aggregator.data import POWERS, _auto_power
 from facelab.aggregator.network import build_aggregator, pad_tracks
@@ -169,20 +168,19 @@ def test_training_stores_the_aggregator_with_its_validation_comparison(trained):
     assert metrics["val_tpr@fpr=1e-03"] >= metrics["val_baseline_tpr@fpr=1e-03"]
 
 
-def test_submission_in_track_order_beats_the_baseline(trained, tracks_data, tmp_path):
-    store, _, _ = trained
-    summary = submit("tracks", tracks_data, tmp_path / SUBMISSION, store)
+def test_submission_in_track_order_beats_the_baseline(fit, tracks_data, tmp_path):
+    summary = fit.submission()
     written = np.load(summary["submission"])
     order = pd.read_csv(tracks_data / LAYOUTS["test"].order)
     assert written.shape == (len(order), 512) and summary["bad_rows"] == 0
     assert np.allclose(np.linalg.norm(written, axis=1), 1, atol=1e-4)
-    scores = FMT.score(tmp_path / SUBMISSION, tracks_data / TRUTH)
+    scores = FMT.score(summary["submission"], tracks_data / TRUTH)
     baseline = _baseline_score(tracks_data, tmp_path)
     assert scores["tpr@fpr=1e-04"] >= baseline["tpr@fpr=1e-04"] > 0.2
     # the rows follow the track order: shuffling them breaks the score
     np.save(tmp_path / "shuffled.npy", written[np.random.default_rng(0).permutation(len(written))])
     assert FMT.score(tmp_path / "shuffled.npy", tracks_data / TRUTH)["tpr@fpr=1e-04"] < 0.1
-    plots = FMT.plots(tmp_path / SUBMISSION, tracks_data / TRUTH, tmp_path / "plots")
+    plots = FMT.plots(summary["submission"], tracks_data / TRUTH, tmp_path / "plots")
     assert [p.name for p in plots] == ["roc.png"] and plots[0].stat().st_size > 0
 
 

@@ -32,8 +32,8 @@ from facelab.image_requests import FaceImageRequest, demo_image_requests, reques
 from facelab.face_attributes import (AGES, FaceAttributesConfig, GenderAnswer, age_distribution, attributes_answer,
                                      expected_age)
 from facelab.task_config import StartsFromBackbone
-from facelab.tasks.torch_task import TorchTask
-from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, training_datasets, zero_init
+from facelab.tasks.torch_task import ImageTorchTask
+from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, zero_init
 
 
 class AgeGenderNet(torch.nn.Module):
@@ -138,7 +138,7 @@ class AgeGenderConfig(FaceAttributesConfig, StartsFromBackbone):
     aug_grey: float = 0.1
 
 
-class AgeGenderTask(TorchTask):
+class AgeGenderTask(ImageTorchTask):
     name = "age-gender"
     reference = "002 HexaFace: age (101 classes, expectation) and gender, one CNN (+ race) on UTKFace"
     metric = "age_mae"
@@ -153,8 +153,6 @@ class AgeGenderTask(TorchTask):
     predict_on_gpu = True
     recipe = AgeGenderRecipe()
 
-    def trial_data(self, data: dict[str, Read]) -> dict:
-        return training_datasets(data["train"].dataset, data["val"].dataset)
 
     def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float],
                predictions: pd.DataFrame) -> dict[str, float]:

@@ -25,15 +25,14 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from facelab.answers import Answer, LabelProbabilities
-from facelab.formats import Read
 from facelab.formats.backbone import AGE_TOLERANCE, LABELS, listing_order
 from facelab.formats.fer import EMOTIONS
 from facelab.formats.utkface import GENDERS, RACES
 from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
 from facelab.face_attributes import (AGES, FaceAttributesConfig, GenderAnswer, age_distribution, attributes_answer,
                                      expected_age)
-from facelab.tasks.torch_task import TorchTask
-from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, training_datasets, zero_init
+from facelab.tasks.torch_task import ImageTorchTask
+from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, zero_init
 
 HEADS = {"age": AGES, "gender": len(GENDERS), "race": len(RACES), "emotion": len(EMOTIONS)}
 
@@ -158,7 +157,7 @@ class BackboneConfig(FaceAttributesConfig):
     aug_grey: float = 0.3
 
 
-class BackboneTask(TorchTask):
+class BackboneTask(ImageTorchTask):
     name = "backbone"
     reference = "issue 23: one face trunk pretrained on UTKFace (age, gender, race) and FER-2013 (emotion)"
     metric = "mean_accuracy"
@@ -171,8 +170,6 @@ class BackboneTask(TorchTask):
     predict_on_gpu = True
     recipe = BackboneRecipe()
 
-    def trial_data(self, data: dict[str, Read]) -> dict:
-        return training_datasets(data["train"].dataset, data["val"].dataset)
 
     def request_rows(self, request: BackboneRequest) -> tuple[list[dict], bool]:
         return request_rows(request)

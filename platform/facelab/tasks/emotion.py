@@ -28,9 +28,8 @@ from facelab.formats import Read
 from facelab.formats.fer import EMOTIONS, SIZE, emotion_metrics
 from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
 from facelab.task_config import ImagePredictorConfig, StartsFromBackbone
-from facelab.tasks.torch_task import TorchTask
-from facelab.vision import (ImagePredictor, ImageRecipe, normalised, resnet18, run_net, training_datasets,
-                            zero_init)
+from facelab.tasks.torch_task import ImageTorchTask
+from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, zero_init
 
 # ITU-R BT.601 luminance: how FER-2013's greyscale relates to colour photos
 LUMA = (0.299, 0.587, 0.114)
@@ -229,7 +228,7 @@ class EmotionConfig(ImagePredictorConfig, StartsFromBackbone):
         return self
 
 
-class EmotionTask(TorchTask):
+class EmotionTask(ImageTorchTask):
     name = "emotion"
     reference = "002 HexaFace, 3.5: facial emotion recognition, VGG-like CNN on FER-2013"
     metric = "val_accuracy"
@@ -247,9 +246,6 @@ class EmotionTask(TorchTask):
     predict_on_gpu = True
     recipe = EmotionRecipe()
 
-    def trial_data(self, data: dict[str, Read]) -> dict:
-        """labels.csv lists FER by emotion: the train split is reshuffled every epoch."""
-        return training_datasets(data["train"].dataset, data["val"].dataset)
 
     def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float],
                predictions: pd.DataFrame) -> dict[str, float]:

@@ -136,14 +136,15 @@ def _scores(truth: dict[str, np.ndarray], pred: dict[str, np.ndarray], prefix: s
 class HeadBaselines:
     """One scikit-learn / LightGBM classifier per attribute on the same embeddings."""
 
-    def __init__(self, family: str, labels: dict[str, list[str]]):
+    def __init__(self, family: str, labels: dict[str, list[str]], lgbm_rounds: int = BASELINES["lgbm"]["n_estimators"]):
         self.family, self.labels = family, labels
+        self.config = {**BASELINES[family], **({"n_estimators": lgbm_rounds} if family == "lgbm" else {})}
         self.models: dict = {}
 
     def fit(self, x: np.ndarray, y: dict[str, np.ndarray]) -> HeadBaselines:
         for attr in ATTRIBUTES:
             keep = y[attr] >= 0
-            self.models[attr] = estimators.build(BASELINES[self.family]).fit(x[keep], y[attr][keep])
+            self.models[attr] = estimators.build(self.config).fit(x[keep], y[attr][keep])
         return self
 
     def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -260,6 +261,8 @@ class FairFaceConfig(TorchConfig):
     """seed of the network's initial weights"""
     baselines: bool = True
     """also fit per-head LightGBM and logistic-regression baselines and report them beside the network"""
+    baseline_rounds: int = Field(BASELINES["lgbm"]["n_estimators"], ge=1)
+    """boosting rounds of the LightGBM baselines (each head: rounds x classes trees)"""
 
 
 class FairFaceTask(PreparedTorchTask):
@@ -303,7 +306,7 @@ class FairFaceTask(PreparedTorchTask):
         proba = predictor.probabilities(x_val)
         predictions = {"mlp": {a: proba[a].argmax(1) for a in ATTRIBUTES}}
         for family in BASELINES:
-            predictions[family] = HeadBaselines(family, labels).fit(x_train, y_train).predict(x_val)
+            predictions[family] = HeadBaselines(family, labels, config["baseline_rounds"]).fit(x_train, y_train).predict(x_val)
         rows, out = [], dict(metrics)
         for family, pred in predictions.items():
             scores = _scores(y_val, pred, "")

@@ -141,3 +141,14 @@ def _exists(filesystem, path: str) -> bool:
     import pyarrow.fs as pafs
 
     return filesystem.get_file_info(path).type != pafs.FileType.NotFound
+
+
+class ImageTorchTask(TorchTask):
+    """A torch task over image rows (paths and labels): the trainer reads them shuffled, in small
+    blocks that prepare their images as parallel Ray Data tasks (facelab.vision.training_datasets)."""
+
+    def trial_data(self, data: dict[str, Read]) -> dict[str, Any]:
+        from facelab.vision import training_datasets
+
+        datasets = super().trial_data(data)
+        return training_datasets(datasets["train"], datasets["val"])
