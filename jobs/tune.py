@@ -36,6 +36,9 @@ def tune(
     max_failures: Annotated[int, typer.Option(
         "--max-failures", min=0, help="retries of a failing trial (each from its latest checkpoint) before it "
                                       "is reported as failed")] = 2,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="with --resume: give the trials that failed (after their retries) another round; "
+                               "by default they stay failed, with their reason in the result table")] = False,
     address: Address = None,
 ) -> None:
     """Search TASK's space with Optuna on Ray Tune, store and promote the best (refitted, or for
@@ -45,13 +48,15 @@ def tune(
     worker logs and everything else Ray prints go to stderr."""
     if resume is None and (task is None or data is None):
         raise FacelabError("give --task and --data (or --resume SWEEP_FOLDER)")
+    if retry_failed and resume is None:
+        raise FacelabError("--retry-failed goes with --resume SWEEP_FOLDER")
     fixed = load_config(config)
     if task is not None:  # a bad key fails here, before Ray starts
         get_task(task).check_keys(fixed, source=str(config) if config else "config")
     with redirected_output(sys.stderr) as stdout:
         connect(address)
         if resume is not None:
-            result = resume_sweep(resume, paths.store_uri(store), promote=promote)
+            result = resume_sweep(resume, paths.store_uri(store), promote=promote, retry_failed=retry_failed)
         else:
             result = sweep(task, data, paths.store_uri(store), samples=samples, promote=promote, skip_bad=skip_bad,
                            max_concurrent=max_concurrent, budget_minutes=budget_minutes, fixed=fixed,

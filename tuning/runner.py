@@ -241,10 +241,10 @@ def require_reported(frame, metric: str, path: str, budget_minutes: float | None
                        f"give it a larger --budget-minutes, or continue it with `facelab tune --resume {path}`")
 
 
-def resume(sweep_path: str, store_uri: str, *, promote: bool = True) -> dict:
+def resume(sweep_path: str, store_uri: str, *, promote: bool = True, retry_failed: bool = False) -> dict:
     """`facelab tune --resume PATH`: continue an interrupted sweep where it stopped (Tuner.restore:
-    unfinished and errored trials go on from their latest checkpoint), then store and promote its
-    best as `sweep` does."""
+    unfinished trials go on from their latest checkpoint; trials that failed after their retries
+    stay failed unless `retry_failed`), then store and promote its best as `sweep` does."""
     from ray import tune
 
     sweep_path = sweep_path.rstrip("/") if "://" in sweep_path else str(absolute(sweep_path))
@@ -258,7 +258,7 @@ def resume(sweep_path: str, store_uri: str, *, promote: bool = True) -> dict:
     _, start = _backbone(task, saved.get("fixed") or {}, store)
     tuner = tune.Tuner.restore(sweep_path, trainable=trainable(task, task.trial_data(data), saved.get("max_concurrent"),
                                                                start),
-                               resume_unfinished=True, resume_errored=True)
+                               resume_unfinished=True, resume_errored=retry_failed)
     results = _complete(tuner.fit(), sweep_path, int(saved.get("samples", 0)), saved.get("budget_minutes"), task.metric)
     storage, name = sweep_path.rsplit("/", 1)
     return _store_best(task, data_dir, data, results, store, name, storage, promote)

@@ -138,6 +138,8 @@ def submit(task_name: str, data_dir: Path, out: Path, store_uri: str, *, run_id:
     written in the challenge layout, and rejected rows go to `<out>.bad_rows.csv`. A row is
     rejected when the reader finds it malformed or the predictor fails on it; without `skip_bad`
     the first one stops the job (after the rows were read and predicted, so every one is named).
+    A row the task answered with its documented fallback (`Task.fallback_rows`: verify's pair
+    with no face found) stays in the submission and is named in the side file too.
     The submission and the side file are written to temporary names and renamed: a killed job
     leaves the old files or the new ones, and a rerun starts clean."""
     import ray
@@ -152,17 +154,19 @@ def submit(task_name: str, data_dir: Path, out: Path, store_uri: str, *, run_id:
     seconds = time.perf_counter() - started
     failed = ray.get(sink.all.remote())
     ray.kill(sink)
-    bad = sorted(read.bad + failed, key=lambda b: (b.file, b.row))
     if failed and not skip_bad:
         raise DataError(failed[0], failed)
+    fallbacks = task.fallback_rows(predictions)  # answered by the documented fallback: kept, and named
+    bad = sorted(read.bad + failed + fallbacks, key=lambda b: (b.file, b.row))
     bad_path = Path(f"{out}.bad_rows.csv")
     with replacing(out) as tmp:
         written = task.format.write_submission(task.predictions_frame(predictions), tmp, data=data_dir,
-                                               complete=not bad)
+                                               complete=not (read.bad or failed))
         written = out / written.relative_to(tmp) if written != tmp else out
     bad_file = write_bad_rows(bad, bad_path)
     if bad_file is None:
         bad_path.unlink(missing_ok=True)  # a side file of an earlier run would name rows this one kept
-    return {"submission": str(written), "run_id": run.run_id, "rows": len(predictions), "bad_rows": len(bad),
+    return {"submission": str(written), "run_id": run.run_id, "rows": len(predictions),
+            "bad_rows": len(read.bad) + len(failed), "fallback_rows": len(fallbacks),
             "bad_rows_file": str(bad_file) if bad_file else None,
             "seconds": round(seconds, 2), "rows_per_second": round(len(predictions) / seconds, 3) if seconds else None}

@@ -63,6 +63,46 @@ def test_failed_trials_are_retried_from_their_checkpoint_then_listed(ray_local, 
     assert dict(zip(table["trial_id"], table["error"]))[failed[0]["trial_id"]] == failed[0]["error"]
     assert (table["error"] == "").sum() == 2
 
+    # `facelab tune --resume` (resume_errored=False unless --retry-failed): the failed trial stays
+    # failed and is not run again, the finished ones are kept
+    broken_results = Path(by_kind["broken"].path, "result.json").read_text()
+    again = tune.Tuner.restore(str(tmp_path / "sweeps" / "flaky"), trainable=_flaky, resume_unfinished=True,
+                               resume_errored=False).fit()
+    assert [(f["trial_id"], f["error"]) for f in failed_trials(again)] == [(failed[0]["trial_id"], failed[0]["error"])]
+    assert Path(by_kind["broken"].path, "result.json").read_text() == broken_results
+
+
+def test_resume_keeps_failed_trials_failed_unless_asked(monkeypatch):
+    """The runner's wiring of --retry-failed into Tuner.restore, and the CLI's check."""
+    from ray import tune
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+    from tuning import runner
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def restore(path, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(runner, "load_fit_data", lambda *a, **k: {})
+    monkeypatch.setattr(runner, "get_task", lambda name: type("T", (), {"trial_data": lambda self, d: d})())
+    monkeypatch.setattr(runner, "trainable", lambda *a: None)
+    monkeypatch.setattr(runner, "_backbone", lambda *a: (None, None))
+    monkeypatch.setattr(runner.ModelStore, "read_sweep", lambda self, path: {"task": "x", "data": "."})
+    monkeypatch.setattr(tune.Tuner, "can_restore", staticmethod(lambda path: True))
+    monkeypatch.setattr(tune.Tuner, "restore", staticmethod(restore))
+    for retry in (False, True):
+        with pytest.raises(Stop):
+            runner.resume("/tmp/sweep", "/tmp/store", retry_failed=retry)
+        assert seen["resume_unfinished"] is True and seen["resume_errored"] is retry
+    result = CliRunner().invoke(app, ["tune", "--task", "sentiment", "--data", ".", "--retry-failed"])
+    assert result.exit_code == 2 and "--retry-failed goes with --resume" in result.output
+
 
 def test_one_line():
     assert one_line(RuntimeError("x\n  File 'a.py'\nValueError: bad row\n")) == "ValueError: bad row"

@@ -154,3 +154,23 @@ def test_submit_skip_bad_keeps_every_good_row_with_true_lines(tmp_path, sentimen
     result = submit("sentiment", data, out, sentiment_store[1], skip_bad=True)
     assert result["bad_rows"] == 0 and len(pd.read_csv(out)) == n
     assert not Path(f"{out}.bad_rows.csv").exists()
+
+
+def test_a_row_that_passes_its_checks_but_does_not_convert_is_that_rows_error(ray_local):
+    """`parse_batch` failing on one row (after `check_row` passed it) names that row; the others convert."""
+    import ray
+
+    from facelab.formats.base import FILE, validated
+
+    rows = pd.DataFrame({FILE: "pairs.csv", ROW: range(2, 12), "fold": [str(i) for i in range(9)] + ["1e400x"]})
+
+    def parse(batch: pd.DataFrame) -> pd.DataFrame:
+        return batch.assign(fold=batch["fold"].astype(int))
+
+    read = validated(ray.data.from_pandas(rows), lambda r: None, parse, skip_bad=True)
+    assert read.dataset.to_pandas()["fold"].tolist() == list(range(9))
+    [bad] = read.bad
+    assert (bad.file, bad.row, bad.field) == ("pairs.csv", 11, "-")
+    assert bad.reason.startswith("could not convert the row: ValueError") and "1e400x" in bad.reason
+    with pytest.raises(DataError, match=r"pairs.csv: row 11: could not convert the row: ValueError"):
+        validated(ray.data.from_pandas(rows), lambda r: None, parse, skip_bad=False)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
+
 from facelab.errors import FacelabError
 from facelab.face_codes import FileCodes
 from facelab.tasks.verify import (
@@ -193,3 +196,28 @@ def test_serve_contract(fitted, data_root):
     with pytest.raises(UploadError) as error:
         ask("bm90IGFuIGltYWdl", blank)  # base64 of "not an image"
     assert error.value.field == "image_a" and error.value.status == 415
+
+
+@pytest.mark.realdata
+def test_a_pair_with_no_face_is_kept_and_named_in_the_side_file(task_fit, tmp_path):
+    """`facelab submit` over pairs where one image shows no face: every pair is answered (that one
+    with the model's fallback) and the side file names its true line, side and image."""
+    import shutil
+
+    from facelab.predict import submit
+
+    fit = task_fit("verify")
+    data = shutil.copytree(fit.data_dir, tmp_path / "data")
+    pairs = pd.read_csv(data / "pairs.csv", dtype=str)
+    blank = pairs["file_b"].iloc[2]
+    with Image.open(data / blank) as image:
+        Image.new(image.mode, image.size, 128).save(data / blank, format=image.format)  # no face in it
+    out = tmp_path / "submission.csv"
+    summary = submit("verify", data, out, fit.store)
+    assert summary["rows"] == len(pairs) and summary["bad_rows"] == 0
+    assert summary["fallback_rows"] == int((pairs[["file_a", "file_b"]] == blank).sum().sum()) >= 1
+    assert len(pd.read_csv(out)) == len(pairs)
+    named = pd.read_csv(summary["bad_rows_file"])
+    first = named[named["row"] == 4].iloc[0]  # the third pair is the file's line 4
+    assert first["field"] == "file_b" and Path(first["file"]).name == "pairs.csv"
+    assert first["reason"].startswith(f"no face found in {blank}: kept with the fallback answer")

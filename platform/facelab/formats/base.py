@@ -12,6 +12,7 @@ import csv
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,7 +126,17 @@ def read_table(
     return table.append_column(ERROR, pa.array(errors, pa.string())) if malformed == "mark" else table
 
 
-def _mark_batch(batch: pd.DataFrame, check_row: Callable[[dict], None]) -> pd.DataFrame:
+def _row_error(exc: Exception, stage: str = "") -> str:
+    if isinstance(exc, FieldError):
+        return json.dumps([exc.field, exc.reason])
+    return json.dumps(["-", f"{stage}{type(exc).__name__}: {' '.join(str(exc).split())}"])
+
+
+def _mark_batch(batch: pd.DataFrame, check_row: Callable[[dict], None],
+                parse_batch: Callable[[pd.DataFrame], Any] | None = None) -> pd.DataFrame:
+    """The batch with its ERROR column: "" for a good row, else [field, reason] as JSON. A row that
+    passes `check_row` must also convert: `parse_batch` is tried on the good rows together and,
+    when that fails, on each alone, so a row it cannot convert is that row's error, not the job's."""
     errors = []
     for record in batch.to_dict("records"):
         if record.get(ERROR):  # found while reading the file (e.g. a wrong number of fields)
@@ -134,11 +145,19 @@ def _mark_batch(batch: pd.DataFrame, check_row: Callable[[dict], None]) -> pd.Da
         try:
             check_row(record)
             errors.append("")
-        except FieldError as exc:
-            errors.append(json.dumps([exc.field, exc.reason]))
         except Exception as exc:  # noqa: BLE001 - any problem of one row is that row's, never the job's
-            errors.append(json.dumps(["-", f"{type(exc).__name__}: {' '.join(str(exc).split())}"]))
+            errors.append(_row_error(exc))
     batch[ERROR] = errors
+    good = [i for i, e in enumerate(errors) if not e]
+    if parse_batch is not None and good:
+        try:
+            parse_batch(batch.iloc[good].drop(columns=[ERROR]))
+        except Exception:  # noqa: BLE001 - find the row(s) that do not convert
+            for i in good:
+                try:
+                    parse_batch(batch.iloc[[i]].drop(columns=[ERROR]))
+                except Exception as exc:  # noqa: BLE001 - that row's problem
+                    batch.iloc[i, batch.columns.get_loc(ERROR)] = _row_error(exc, "could not convert the row: ")
     return batch
 
 
@@ -152,9 +171,11 @@ def validated(
     """Check every row of `raw` in parallel; return the parsed good rows and the bad ones.
 
     `check_row` raises FieldError(field, reason) for a bad row; `parse_batch` turns good raw
-    rows into model-ready columns (it may rely on `check_row` having passed).
+    rows into model-ready columns (it may rely on `check_row` having passed). A row that passes
+    its checks but that `parse_batch` cannot convert is a bad row too (tried while checking).
     """
-    marked = raw.map_batches(_mark_batch, fn_kwargs={"check_row": check_row}, batch_format="pandas").materialize()
+    marked = raw.map_batches(_mark_batch, fn_kwargs={"check_row": check_row, "parse_batch": parse_batch},
+                             batch_format="pandas").materialize()
     from ray.data.expressions import col
 
     bad_rows = marked.filter(expr=col(ERROR) != "").take_all()

@@ -20,6 +20,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from facelab.answers import one_or_batch
+from facelab.errors import BadRow
 from facelab.formats import Format, Read, get_format
 from facelab.task_config import TaskConfig, check_keys, validated
 
@@ -161,3 +162,9 @@ class Task(ABC):
     def predictions_frame(self, predictions: pd.DataFrame) -> pd.DataFrame:
         """Predictions in the columns the format's submission writer takes."""
         return predictions
+
+    def fallback_rows(self, predictions: pd.DataFrame) -> list[BadRow]:
+        """The predicted rows answered by the task's documented fallback rather than by the model
+        (verify: no face found in an image): they stay in the submission and `submit` names each
+        one in the side file. Rows come with `_file` and `_row` when the format reads them."""
+        return []

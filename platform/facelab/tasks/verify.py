@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from facelab import plots
 from facelab.answers import Answer
-from facelab.errors import FacelabError
+from facelab.errors import BadRow, FacelabError
 from facelab.face_codes import CoderSettings, FaceCoder, FileCodes, cached_codes, encode_files, file_sha
 from facelab.faces import distances
 from facelab.formats import Read
@@ -140,10 +140,10 @@ class VerifyRequest(BaseModel):
 class VerifyPredictor:
     """Batch predictor over pairs: rows with `image_a`/`image_b` (RGB arrays; Serve) or `path_a`/
     `path_b` (files; batch jobs) -> `distance`, `same`, `found_a`, `found_b` (a face was detected),
-    plus `fold`, `file_a`, `file_b`, `_row` passed through. Codes are memoised by image content
+    plus `fold`, `file_a`, `file_b`, `_file`, `_row` passed through. Codes are memoised by image content
     (file codes cached by `encode_files` are used as they are), so each distinct image is encoded once."""
 
-    PASSED = ("fold", "file_a", "file_b", "_row")
+    PASSED = ("fold", "file_a", "file_b", "_file", "_row")
 
     def __init__(self, model_dir: str, memo_size: int = 4096):
         self.spec = json.loads((Path(model_dir) / MODEL_FILE).read_text())
@@ -274,3 +274,16 @@ class VerifyTask(Task):
 
     def predictions_frame(self, predictions: pd.DataFrame) -> pd.DataFrame:
         return predictions[["fold", "file_a", "file_b", "same", "distance"]]
+
+    def fallback_rows(self, predictions: pd.DataFrame) -> list[BadRow]:
+        """A pair with an image where no face was found: answered with the model's fallback (the
+        whole image encoded, or with `fallback_whole: false` an infinite distance, "different")."""
+        flagged = []
+        for record in predictions.to_dict("records"):
+            for side in ("a", "b"):
+                if not record[f"found_{side}"]:
+                    answer = f"distance {record['distance']:.4g} from the whole image" if np.isfinite(record["distance"]) \
+                        else "infinite distance, different"
+                    flagged.append(BadRow(str(record.get("_file", "-")), int(record.get("_row", 0)), f"file_{side}",
+                                          f"no face found in {record[f'file_{side}']}: kept with the fallback answer ({answer})"))
+        return flagged
