@@ -10,7 +10,7 @@ import typer
 
 from facelab.converters import converter_names
 from facelab.tasks import get_task
-from jobs.common import DataRoot, Task, command, emit, path_option
+from jobs.common import Address, DataRoot, Store, Task, command, emit, path_option
 
 # what `data convert` builds: the converters the tasks declare (`Task.converters`), e.g. mask-voc for mask
 ConverterName = enum.StrEnum("ConverterName", {name: name for name in converter_names()})
@@ -41,7 +41,7 @@ def convert(
     n: Annotated[Optional[int], typer.Option("--n", min=1, help="size where the converter takes one (e.g. crowds)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     split: Annotated[Optional[str], typer.Option(
-        "--split", help="age-bins: 'utkface' keeps the age-gender task's split (same test faces); default stratified")] = None,
+        "--split", help="age-bins, fairface: 'utkface' keeps the age-gender task's split (same test faces); default stratified (age-bins) or a seeded shuffle (fairface)")] = None,
     blur: Annotated[Optional[str], typer.Option(
         "--blur", help="deblur: 'strong' (Gaussian sigma 2.5-5 or motion 13-21 px); default the milder mix")] = None,
 ) -> None:
@@ -52,6 +52,29 @@ def convert(
     options = {"seed": seed, **({"n": n} if n else {}), **({"split": split} if split else {}),
                **({"blur": blur} if blur else {})}
     emit(run_converter(task, data_root or config.data_root(), out, **options))
+
+
+@app.command()
+@command
+def fuse(
+    data: Annotated[Path, path_option("--data", help="a FairFace-layout folder (facelab data convert --task fairface)")],
+    out: Annotated[Path, path_option("--out", help="folder to write the fused copy into")],
+    backbone: Annotated[str, typer.Option("--backbone", help="backbone run: 'promoted' or a run id")] = "promoted",
+    store: Store = None,
+    data_root: DataRoot = None,
+    actors: Annotated[Optional[int], typer.Option("--actors", min=1, help="feature actors (default: one per CPU)")] = None,
+    address: Address = None,
+) -> None:
+    """Copy a FairFace-layout folder with the backbone trunk's features of each image appended to
+    its dlib embedding (fusion, facelab/fusion.py); train the fairface task on the copy."""
+    from facelab import config
+    from facelab.cluster import connect
+    from facelab.fusion import fuse_backbone_features
+    from facelab.store import ModelStore
+
+    connect(address)
+    emit(fuse_backbone_features(data, out, ModelStore(config.store_uri(store)), backbone,
+                                data_root or config.data_root(), actors=actors))
 
 
 @app.callback()

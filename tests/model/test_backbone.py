@@ -116,3 +116,51 @@ def test_a_task_trained_from_the_backbone_starts_from_its_trunk(task_fit, tmp_pa
     trunk = trunk_weights(ModelStore(fit.store).load("backbone", fit.run_id).model_dir)
     same = [torch.equal(stored[f"trunk.{k}"], v) for k, v in trunk.items() if "num_batches" not in k]
     assert same and all(same), "the frozen trunk is not the backbone's"
+
+
+def test_fusion_appends_the_trunk_features_and_the_fairface_task_reads_the_copy(task_fit, ray_local, tmp_path):
+    """`facelab data fuse`: a FairFace-layout folder whose embeddings get the backbone trunk's
+    unit-length features of each row's image appended; the original values and rows are kept, the
+    run id is recorded, and the fairface reader takes the copy. A missing image is named."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from facelab.fusion import EMBEDDINGS, FUSION_FILE, TrunkFeatures, fuse_backbone_features
+
+    fit = task_fit("backbone")
+    root = tmp_path / "root"
+    faces = get_format("age-gender").synthesize(root / "utkface", n=24, seed=5)
+    labels = pd.read_csv(faces / "labels.csv")
+    files = [f"utkface/{f}" for f in labels["file"]]
+    folder = tmp_path / "ff"
+    folder.mkdir()
+    rows = pd.DataFrame({"file": files, "age": "20-29", "gender": np.where(labels["gender"] == 1, "Female", "Male"),
+                         "race": "White", "service_test": False})
+    rows.iloc[:16].to_csv(folder / "fairface_label_train.csv", index=False)
+    rows.iloc[16:20].to_csv(folder / "fairface_label_val.csv", index=False)
+    rows.iloc[20:][["file"]].to_csv(folder / "fairface_label_test.csv", index=False)
+    dlib = np.random.default_rng(0).normal(0, 0.1, (len(files), 256)).astype(np.float32)
+    pq.write_table(pa.table({"file": files, "embedding": list(dlib)}), folder / EMBEDDINGS)
+
+    store = ModelStore(fit.store)
+    written = fuse_backbone_features(folder, tmp_path / "fused", store, "promoted", root)
+    fused = pq.read_table(tmp_path / "fused" / EMBEDDINGS).to_pandas()
+    width = 8 * int(fit.config["width"])
+    assert fused["file"].tolist() == files and written["dims"] == {"embedding": 256, "backbone_features": width}
+    matrix = np.stack(fused["embedding"].to_numpy())
+    assert matrix.shape == (len(files), 256 + width) and np.array_equal(matrix[:, :256], dlib)
+    assert np.allclose(np.linalg.norm(matrix[:, 256:], axis=1), 1, atol=1e-5)
+    model_dir = store.load("backbone", fit.run_id).model_dir
+    again = TrunkFeatures(str(model_dir))({"path": np.array([str(root / files[3])])})["features"][0]
+    assert np.allclose(matrix[3, 256:], again, atol=1e-5)  # each row's own image
+    assert json.loads((tmp_path / "fused" / FUSION_FILE).read_text())["backbone"] == fit.run_id
+    read = get_format("fairface").read(tmp_path / "fused", "train")
+    assert read.dataset.count() == 16 and len(read.dataset.take(1)[0]["embedding"]) == 256 + width
+
+    (root / files[5]).unlink()
+    with pytest.raises(FacelabError, match=rf"{files[5]}: image not found \(1 of 24 missing"):
+        fuse_backbone_features(folder, tmp_path / "fused2", store, "promoted", root)

@@ -8,7 +8,9 @@ classes and one "Asian" for FairFace's East and Southeast Asian, so its labels a
 
 Splits: a seeded shuffle into `fairface_label_train.csv` (70%), `fairface_label_val.csv` (15%) and
 `fairface_label_test.csv` (15%, file only) with `test_truth.csv` (its labels, what `facelab score
---task fairface --truth` takes). `service_test` is False (UTKFace has no such flag). `n` keeps a
+--task fairface --truth` takes); `split="utkface"` (`--split utkface`) keeps the age-gender task's
+split instead, so the test faces are the age-gender task's and the backbone task never trained on
+them (what a model that starts from the backbone needs). `service_test` is False (UTKFace has no such flag). `n` keeps a
 seeded sample of n images before splitting. `file` is the image path relative to the data root
 (`utkface/images/...`); the images are read in place, never copied.
 
@@ -60,20 +62,29 @@ def utk_labels(data_root: Path) -> pd.DataFrame:
                          "race": raw["race"].map(dict(enumerate(RACES))), "service_test": False})
 
 
-def split(labels: pd.DataFrame, *, seed: int, n: int | None) -> dict[str, pd.DataFrame]:
-    """A seeded shuffle (of n rows when given) cut into train / val / test by SHARES."""
+def _split(labels: pd.DataFrame, *, seed: int, n: int | None, how: str = "shuffle") -> dict[str, pd.DataFrame]:
+    """A seeded shuffle (of n rows when given) cut into train / val / test by SHARES; or with
+    `how="utkface"` the age-gender task's own split of UTKFace (the same test faces, and none that
+    the backbone task trained on), of n seeded rows when given."""
     order = np.random.default_rng(seed).permutation(len(labels))[: n or len(labels)]
+    if how == "utkface":
+        from facelab.formats.utkface import split_names
+
+        names = split_names([f.removeprefix(f"{UTK}/") for f in labels["file"]])
+        return {name: labels.iloc[np.sort(order[names[order] == name])].reset_index(drop=True) for name in SHARES}
+    if how != "shuffle":
+        raise FacelabError(f"fairface: unknown split '{how}' (shuffle or utkface)")
     cuts = np.cumsum([int(round(SHARES[s] * len(order))) for s in ("train", "val")])
     return {name: labels.iloc[np.sort(part)].reset_index(drop=True)
             for name, part in zip(SHARES, np.split(order, cuts))}
 
 
 def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, actors: int | None = None,
-            **_: object) -> dict:
+            split: str = "shuffle", **_: object) -> dict:
     """Write the FairFace layout from UTKFace under `data_root` into `out`; returns counts."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    parts = split(utk_labels(data_root), seed=seed, n=n)
+    parts = _split(utk_labels(data_root), seed=seed, n=n, how=split)
     wanted = [f.removeprefix(f"{UTK}/") for part in parts.values() for f in part["file"]]
     summary = embed_folder(Path(data_root) / UTK, out / "faces.parquet", UTK_OPTIONS, actors=actors, files=wanted)
     faces = pd.read_parquet(out / "faces.parquet")

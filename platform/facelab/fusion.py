@@ -1,0 +1,96 @@
+"""Fusion of the shipped dlib encodings with the facelab face backbone (issue 23, part 2).
+
+dlib's encodings (the FairFace-layout data's `embedding`: small + large, 256 values) are identity
+features: they carry gender well from about 10 years of age and barely below it (README, fairface).
+The backbone's trunk was trained on UTKFace's own labels and sees hair, face shape and clothing.
+`fuse_backbone_features` writes a copy of a FairFace-layout data set whose every `embedding` is the
+dlib vector followed by the backbone trunk's pooled features of the same image (L2-normalised, so
+neither block dominates by scale); the fairface task then trains on it unchanged, and the same
+command on the dlib-only folder is the comparison.
+
+The images are `file` under the data root (where the fairface converter leaves them). The backbone
+must not have trained on the test faces: convert with `--split utkface`, the backbone's own split.
+A fused model's inputs are these vectors: its Serve route takes `embedding(s)` of the fused width,
+not an image (the image route encodes dlib features only).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from facelab.atomic import replacing
+from facelab.errors import FacelabError
+from facelab.tasks.backbone import BackbonePredictor
+
+EMBEDDINGS = "embeddings.parquet"
+FUSION_FILE = "fusion.json"
+
+
+class TrunkFeatures(BackbonePredictor):
+    """A backbone model folder as a batch predictor of its trunk's pooled features (`features`)."""
+
+    def outputs(self, x, images: list[np.ndarray]) -> dict:
+        from facelab.vision import normalised
+
+        return {"features": self.model.trunk(normalised(x))}
+
+    def finish(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        features = outputs["features"]
+        return {"features": features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)}
+
+
+def trunk_features(model_dir: Path, paths: list[str], *, actors: int | None = None) -> np.ndarray:
+    """The backbone trunk's unit-length features of every image, in order (a Ray Data job)."""
+    import ray
+
+    from facelab.predict import cluster_cpus
+
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FacelabError(f"{missing[0]}: image not found ({len(missing)} of {len(paths)} missing; "
+                           "the images are `file` under the data root)")
+    rows = ray.data.from_pandas(pd.DataFrame({"path": paths, "_row": np.arange(len(paths))}))
+    # materialized first: the actors may then hold every CPU without starving the repartition
+    predicted = rows.repartition(target_num_rows_per_block=256).materialize().map_batches(
+        TrunkFeatures, fn_constructor_kwargs={"model_dir": str(model_dir)}, batch_size=256, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors or cluster_cpus()), num_cpus=1)
+    frame = predicted.to_pandas().sort_values("_row")
+    return np.stack(frame["features"].to_numpy()).astype(np.float32)
+
+
+def fuse_backbone_features(data: Path, out: Path, store, backbone: str, data_root: Path, *,
+                           actors: int | None = None) -> dict:
+    """Copy the FairFace-layout folder `data` to `out` with the backbone run's trunk features
+    appended to every embedding; returns what was written."""
+    from facelab.backbone import BACKBONE_TASK
+
+    data, out = Path(data), Path(out)
+    source = data / EMBEDDINGS
+    if not source.is_file():
+        raise FacelabError(f"{source}: not found (a FairFace-layout folder, e.g. from facelab data convert --task fairface)")
+    run_id = store.promoted(BACKBONE_TASK) if backbone == "promoted" else backbone
+    run = store.load(BACKBONE_TASK, run_id)
+    table = pq.read_table(source)
+    files = table.column("file").to_pylist()
+    dlib = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
+    features = trunk_features(run.model_dir, [str(Path(data_root) / f) for f in files], actors=actors)
+    fused = np.hstack([dlib, features])
+    out.mkdir(parents=True, exist_ok=True)
+    for item in data.iterdir():  # labels, splits, truth: small CSV / JSON files
+        if item.is_file() and item.suffix in (".csv", ".json") and item.name != FUSION_FILE:
+            shutil.copy2(item, out / item.name)
+    values = pa.array(fused.ravel(), pa.float32())
+    offsets = pa.array(np.arange(0, fused.size + 1, fused.shape[1]), pa.int32())
+    with replacing(out / EMBEDDINGS) as tmp:
+        pq.write_table(pa.table({"file": files, "embedding": pa.ListArray.from_arrays(offsets, values)}), tmp)
+    record = {"source": str(data), "backbone": run.run_id, "rows": len(files),
+              "dims": {"embedding": int(dlib.shape[1]), "backbone_features": int(features.shape[1])}}
+    (out / FUSION_FILE).write_text(json.dumps(record, indent=2))
+    return {"out": str(out), **record}
