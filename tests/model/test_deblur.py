@@ -1,5 +1,5 @@
-"""De-blurring end to end on tiny synthetic data: a Tune sweep of Ray Train trials adopts its
-winner's best checkpoint and promotes it; the promoted model submits through the Ray Data actor
+"""De-blurring end to end on the suite's shared deblur fit: a Tune sweep of a Ray Train trial adopts
+its best checkpoint and promotes it; the promoted model submits through the Ray Data actor
 pool and is scored against the do-nothing baseline; the serving path answers with a PNG."""
 
 import base64
@@ -13,7 +13,6 @@ from facelab import metrics
 from facelab.formats import get_format
 from facelab.formats.deblur import blurred
 from facelab.formats.images import jpeg_names, load_rgb
-from facelab.predict import submit
 from facelab.store import ModelStore
 from facelab.tasks import get_task
 from facelab.tasks.deblur import DeblurRequest, build_network, ssim_loss
@@ -21,23 +20,23 @@ from facelab.uploads import Binary, UploadError
 from PIL import Image
 
 FMT = get_format("deblur")
-# CI-sized: a small residual network on 64-pixel crops, 2 epochs
-TINY = {"arch": "resnet", "channels": 16, "blocks": 2, "epochs": 2, "batch_size": 4, "crop": 64, "lr": 2e-3}
 
 
 @pytest.fixture(scope="module")
-def deblur_data(tmp_path_factory):
-    return FMT.synthesize(tmp_path_factory.mktemp("deblur-data"), n=16, seed=3)
+def fit(task_fit):
+    """The suite's shared deblur fit: a 1-trial sweep of the demo config (a small residual network,
+    2 epochs) whose trial's best checkpoint is adopted, stored and promoted."""
+    return task_fit("deblur")
 
 
 @pytest.fixture(scope="module")
-def trained(ray_local, deblur_data, tmp_path_factory):
-    """tune (2 trials of 2 epochs under ASHA) -> the winner's checkpoint -> store -> promote."""
-    from tuning.runner import sweep
+def deblur_data(fit):
+    return fit.data_dir
 
-    store = str(tmp_path_factory.mktemp("deblur-store"))
-    result = sweep("deblur", deblur_data, store, samples=2, max_concurrent=1, fixed=TINY)
-    return store, result
+
+@pytest.fixture(scope="module")
+def trained(fit):
+    return fit.store, fit.tuned
 
 
 def test_ssim_loss_fits_small_images():
@@ -65,15 +64,15 @@ def test_both_architectures_keep_the_image_size():
         build_network({"arch": "unet"})
 
 
-def test_tune_adopts_the_best_trial_checkpoint(trained):
+def test_tune_adopts_the_best_trial_checkpoint(trained, fit):
     store, result = trained
-    assert result["trials"] == 2 and result["promoted"]
+    assert result["trials"] == 1 and result["promoted"]
     run = ModelStore(store).load("deblur")
     assert run.run_id == result["run_id"]
     assert {"model.pt", "config.json", "history.csv", "history.png", "samples.png", "tune_results.csv"} <= {
         p.name for p in run.model_dir.iterdir()}
     history = pd.read_csv(run.model_dir / "history.csv")
-    assert list(history["epoch"]) == [1, 2]
+    assert list(history["epoch"]) == list(range(1, fit.config["epochs"] + 1))
     assert {"val_ssim", "val_psnr", "val_blur_ssim", "val_blur_psnr"} <= set(result)
     # the stored model is the winning trial's best epoch itself, not a retrained one
     assert result["val_ssim"] == pytest.approx(result["trial_val_ssim"])
@@ -81,20 +80,21 @@ def test_tune_adopts_the_best_trial_checkpoint(trained):
     assert pd.read_csv(run.model_dir / "tune_results.csv")["val_ssim"].max() == pytest.approx(result["val_ssim"])
 
 
-def test_submission_is_scored_against_the_do_nothing_baseline(trained, deblur_data, tmp_path):
+def test_submission_is_scored_against_the_do_nothing_baseline(trained, fit, deblur_data):
     store, result = trained
-    summary = submit("deblur", deblur_data, tmp_path / "sub", store)
+    summary = fit.submission()
+    sub = fit.workdir / "out" / FMT.submission_name  # the out folder it was given: original/ inside
     assert summary["run_id"] == result["run_id"] and summary["rows"] == len(jpeg_names(deblur_data / "test" / "blur"))
-    assert jpeg_names(tmp_path / "sub" / "original") == jpeg_names(deblur_data / "test" / "blur")
+    assert jpeg_names(sub / "original") == jpeg_names(deblur_data / "test" / "blur")
     truth = deblur_data / "test" / "original_truth"
-    restored = FMT.score(tmp_path / "sub", truth)
+    restored = FMT.score(sub, truth)
     baseline = FMT.score(deblur_data / "test" / "blur", truth)
     assert 0 < baseline["ssim"] < 0.95
     # two epochs on 16 faces: a residual model must at least not wreck the images (a model that
     # outputs noise, or mixes up channels or the 0-1/0-255 scale, scores far below this)
     assert restored["ssim"] > baseline["ssim"] - 0.1 and restored["psnr"] > baseline["psnr"] - 3
     first = jpeg_names(truth)[0]
-    assert not np.array_equal(load_rgb(tmp_path / "sub" / "original" / first),
+    assert not np.array_equal(load_rgb(sub / "original" / first),
                               load_rgb(deblur_data / "test" / "blur" / first))  # it did restore
 
 
