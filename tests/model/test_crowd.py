@@ -148,3 +148,23 @@ def test_as_tile_letterboxes_any_image():
     tall[:, 40:60] = 255
     tile = as_tile(tall)
     assert tile.shape == (TILE, TILE, 3) and tile[:, TILE // 2].mean() > 200 and tile[:, 5].mean() < 10
+
+
+def test_a_missing_image_without_a_face_is_named_as_a_fallback_row(submitted, crowds):
+    """The predictor says whether it found the missing face; a blank one is answered from the
+    whole tile and `fallback_rows` names it (submit writes it to the side file)."""
+    store = ModelStore(submitted[0]).load("crowd")
+    rows = FMT.read(crowds, "test").dataset.to_pandas()
+    batch = {k: rows[k].to_numpy() for k in rows}
+    predictor = CrowdPredictor(str(store.model_dir))
+    out = predictor(batch)
+    named = TASK.fallback_rows(pd.DataFrame({k: list(v) for k, v in out.items()}))
+    assert [b.row for b in named] == [int(r) for r, found in zip(batch["_row"], out["missing_found"]) if not found]
+    blank = {**batch, "missing": np.full((1, TILE, TILE, 3), 128, np.uint8), "target": np.stack([np.asarray(
+        Image.open(batch["target_path"][0]).convert("RGB"))])}
+    del blank["missing_path"], blank["target_path"]
+    blank = {k: (v[:1] if k not in ("missing", "target") else v) for k, v in blank.items()}
+    out = predictor(blank)
+    [row] = TASK.fallback_rows(pd.DataFrame({k: list(v) for k, v in out.items()}))
+    assert (row.file, row.row, row.field) == (batch["_file"][0], int(batch["_row"][0]), "missing")
+    assert row.reason.startswith(f"no face found in the missing image {batch['image_id'][0]}: kept with the fallback")

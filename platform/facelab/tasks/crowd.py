@@ -31,7 +31,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from facelab.answers import Answer
-from facelab.errors import FacelabError
+from facelab.errors import BadRow, FacelabError
 from facelab.faces import MODELS, FaceEncoder, FaceMesh, distances, get_detector
 from facelab.formats import Read
 from facelab.formats.crowd import GRID, N_FACES, SIZE, TILE, tiles
@@ -129,6 +129,7 @@ class CrowdSolver:
         # only the boxes are used (the encoder fits its own landmarks): no 68-point fit per detection
         self.detector = get_detector(detector, fallback_whole=True, landmarks=False)
         self.mesh = FaceMesh(max_faces=1) if LANDMARKS in self.variants else None
+        self.missing_found = True  # of the last crowd (distances)
 
     def _needed(self) -> dict[str, set[str]]:
         """tiles mode -> the encoder models (small, large) the variants need."""
@@ -147,7 +148,9 @@ class CrowdSolver:
                 out[mode] = {m: self.encoder.encode_whole(faces, m) for m in models}
                 continue
             model = "mean" if len(models) == 2 else next(iter(models))
-            codes = self.encoder.encode_many(faces, [self.detector(face)[0].box for face in faces], model)
+            found = [self.detector(face)[0] for face in faces]
+            self.missing_found = not found[0].whole_image  # the first face is the missing one
+            codes = self.encoder.encode_many(faces, [face.box for face in found], model)
             out[mode] = {m: codes[m] for m in models}
         return out
 
@@ -156,8 +159,11 @@ class CrowdSolver:
         return np.stack([mesh_features(found[0] if found else None) for found in meshes])
 
     def distances(self, missing: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
-        """variant -> the 100 distances of the missing face to the crowd's tiles (tile order)."""
+        """variant -> the 100 distances of the missing face to the crowd's tiles (tile order);
+        `missing_found` then says whether the detector found a face in the missing image (False:
+        the whole tile stood in for it)."""
         faces = [as_tile(missing), *tiles(target)]
+        self.missing_found = True
         codes = self.encodings(faces)
         out = {}
         for name in self.variants:
@@ -193,12 +199,16 @@ class CrowdPredictor:
                                   jitters=int(config["jitters"]))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        found = [self.solver.distances(missing, target) for missing, target in _crowds(batch)]
+        found, missing_found = [], []
+        for missing, target in _crowds(batch):
+            found.append(self.solver.distances(missing, target))
+            missing_found.append(self.solver.missing_found)
         chosen = np.stack([d[self.variant] for d in found]) if found else np.zeros((0, N_FACES))
         index = chosen.argmin(axis=1)
         out = {"index": index.astype(np.int64), "distance": chosen[np.arange(len(index)), index].astype(np.float64)}
         out.update({f"d_{v}": np.stack([d[v] for d in found]).astype(np.float32) for v in self.scored})
-        out.update({key: batch[key] for key in ("_row", "image_id") if key in batch})
+        out["missing_found"] = np.array(missing_found, bool)
+        out.update({key: batch[key] for key in ("_file", "_row", "image_id") if key in batch})
         return out
 
 
@@ -325,3 +335,10 @@ class CrowdTask(Task):
     def predictions_frame(self, predictions: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({"_row": predictions["_row"], "image_id": predictions["image_id"],
                              "target": predictions["index"].astype(int)})
+
+    def fallback_rows(self, predictions: pd.DataFrame) -> list[BadRow]:
+        """A crowd whose missing image shows no face the detector finds: its whole tile was encoded."""
+        return [BadRow(str(row.get("_file", "-")), int(row.get("_row", 0)), "missing",
+                       f"no face found in the missing image {row['image_id']}: kept with the fallback answer "
+                       f"(the whole tile encoded; tile {int(row['index'])})")
+                for row in predictions.to_dict("records") if not row.get("missing_found", True)]
