@@ -151,20 +151,21 @@ def test_as_tile_letterboxes_any_image():
 
 
 def test_a_missing_image_without_a_face_is_named_as_a_fallback_row(submitted, crowds):
-    """The predictor says whether it found the missing face; a blank one is answered from the
-    whole tile and `fallback_rows` names it (submit writes it to the side file)."""
-    store = ModelStore(submitted[0]).load("crowd")
+    """The shared submission names, in its side file, exactly the crowds whose missing image shows no
+    face the model's detector finds (answered from the whole tile): one of the two cartoon faces."""
+    from facelab.faces import get_detector
+    from facelab.formats.images import load_rgb
+
+    store, _, _, summary, _ = submitted
+    config = ModelStore(store).load("crowd").config
+    detector = get_detector(config["detector"], fallback_whole=True, landmarks=False)
     rows = FMT.read(crowds, "test").dataset.to_pandas()
-    batch = {k: rows[k].to_numpy() for k in rows}
-    predictor = CrowdPredictor(str(store.model_dir))
-    out = predictor(batch)
-    named = TASK.fallback_rows(pd.DataFrame({k: list(v) for k, v in out.items()}))
-    assert [b.row for b in named] == [int(r) for r, found in zip(batch["_row"], out["missing_found"]) if not found]
-    blank = {**batch, "missing": np.full((1, TILE, TILE, 3), 128, np.uint8), "target": np.stack([np.asarray(
-        Image.open(batch["target_path"][0]).convert("RGB"))])}
-    del blank["missing_path"], blank["target_path"]
-    blank = {k: (v[:1] if k not in ("missing", "target") else v) for k, v in blank.items()}
-    out = predictor(blank)
-    [row] = TASK.fallback_rows(pd.DataFrame({k: list(v) for k, v in out.items()}))
-    assert (row.file, row.row, row.field) == (batch["_file"][0], int(batch["_row"][0]), "missing")
-    assert row.reason.startswith(f"no face found in the missing image {batch['image_id'][0]}: kept with the fallback")
+    faceless = [(str(f), int(r)) for f, r, path in zip(rows["_file"], rows["_row"], rows["missing_path"])
+                if (config["method"], config["tiles"]) == ("encoding", "detect") and detector(as_tile(load_rgb(path)))[0].whole_image]
+    assert summary["fallback_rows"] == len(faceless) and summary["bad_rows"] == 0
+    if not faceless:
+        assert summary["bad_rows_file"] is None
+        return
+    named = pd.read_csv(summary["bad_rows_file"])
+    assert list(zip(named["file"], named["row"])) == faceless and set(named["field"]) == {"missing"}
+    assert named["reason"].str.contains("no face found in the missing image .*: kept with the fallback answer").all()
