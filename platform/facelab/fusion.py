@@ -22,14 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from facelab.atomic import replacing
 from facelab.errors import FacelabError
+from facelab.formats.embeddings import l2_normalize
+from facelab.formats.fairface import EMBEDDINGS, write_embeddings
 from facelab.tasks.backbone import BackbonePredictor
 
-EMBEDDINGS = "embeddings.parquet"
 FUSION_FILE = "fusion.json"
 
 
@@ -42,8 +41,7 @@ class TrunkFeatures(BackbonePredictor):
         return {"features": self.model.trunk(normalised(x))}
 
     def finish(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        features = outputs["features"]
-        return {"features": features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)}
+        return {"features": l2_normalize(outputs["features"], axis=1)}
 
 
 def trunk_features(model_dir: Path, paths: list[str], *, actors: int | None = None) -> np.ndarray:
@@ -81,15 +79,11 @@ def fuse_backbone_features(data: Path, out: Path, store, backbone: str, data_roo
     files = table.column("file").to_pylist()
     dlib = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
     features = trunk_features(run.model_dir, [str(Path(data_root) / f) for f in files], actors=actors)
-    fused = np.hstack([dlib, features])
     out.mkdir(parents=True, exist_ok=True)
     for item in data.iterdir():  # labels, splits, truth: small CSV / JSON files
         if item.is_file() and item.suffix in (".csv", ".json") and item.name != FUSION_FILE:
             shutil.copy2(item, out / item.name)
-    values = pa.array(fused.ravel(), pa.float32())
-    offsets = pa.array(np.arange(0, fused.size + 1, fused.shape[1]), pa.int32())
-    with replacing(out / EMBEDDINGS) as tmp:
-        pq.write_table(pa.table({"file": files, "embedding": pa.ListArray.from_arrays(offsets, values)}), tmp)
+    write_embeddings(files, np.hstack([dlib, features]), out)
     record = {"source": str(data), "backbone": run.run_id, "rows": len(files),
               "dims": {"embedding": int(dlib.shape[1]), "backbone_features": int(features.shape[1])}}
     (out / FUSION_FILE).write_text(json.dumps(record, indent=2))

@@ -139,7 +139,7 @@ def submit(task_name: str, data_dir: Path, out: Path, store_uri: str, *, run_id:
     rejected when the reader finds it malformed or the predictor fails on it; without `skip_bad`
     the first one stops the job (after the rows were read and predicted, so every one is named).
     A row the task answered with its documented fallback (`Task.fallback_rows`: verify's pair
-    with no face found) stays in the submission and is named in the side file too.
+    or crowd's missing image with no face found) stays in the submission and is named in the side file too.
     The submission and the side file are written to temporary names and renamed: a killed job
     leaves the old files or the new ones, and a rerun starts clean."""
     import ray

@@ -152,7 +152,7 @@ def test_as_tile_letterboxes_any_image():
 
 def test_a_missing_image_without_a_face_is_named_as_a_fallback_row(submitted, crowds):
     """The shared submission names, in its side file, exactly the crowds whose missing image shows no
-    face the model's detector finds (answered from the whole tile): one of the two cartoon faces."""
+    face the model's detector finds (answered from the whole tile)."""
     from facelab.faces import get_detector
     from facelab.formats.images import load_rgb
 

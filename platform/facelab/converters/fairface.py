@@ -28,12 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from facelab.embed import UTK_OPTIONS, embed_folder
 from facelab.errors import FacelabError
-from facelab.formats.fairface import AGE_BINS, FILES, GENDERS, LABELS_FILE
+from facelab.formats.fairface import AGE_BINS, FILES, GENDERS, LABELS_FILE, write_embeddings
 
 UTK = "utkface"
 RACES = ("White", "Black", "Asian", "Indian", "Others")
@@ -100,7 +98,7 @@ def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, 
         else:
             kept.to_csv(out / FILES[name], index=False)
         written[name] = len(kept)
-    _write_embeddings(found, out / "embeddings.parquet")
+    _write_embeddings(found, out)
     faces[faces["face"] < 0].assign(file=lambda f: f"{UTK}/" + f["file"])[["file", "reason"]].to_csv(
         out / "skipped.csv", index=False)
     (out / LABELS_FILE).write_text(json.dumps({"race": list(RACES)}))
@@ -108,9 +106,6 @@ def convert(data_root: Path, out: Path, *, seed: int = 0, n: int | None = None, 
             "embedding": "dlib small 128 + dlib large 128"}
 
 
-def _write_embeddings(found: pd.DataFrame, path: Path) -> None:
+def _write_embeddings(found: pd.DataFrame, folder: Path) -> None:
     matrix = np.hstack([np.stack(found["encoding"].to_numpy()), np.stack(found["encoding_large"].to_numpy())])
-    values = pa.array(matrix.astype(np.float32).ravel(), pa.float32())
-    offsets = pa.array(np.arange(0, matrix.size + 1, matrix.shape[1]), pa.int32())
-    pq.write_table(pa.table({"file": [f"{UTK}/{f}" for f in found["file"]],
-                             "embedding": pa.ListArray.from_arrays(offsets, values)}), path)
+    write_embeddings([f"{UTK}/{f}" for f in found["file"]], matrix, folder)

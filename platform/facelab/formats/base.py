@@ -12,9 +12,9 @@ import csv
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa

@@ -105,6 +105,25 @@ def _parse_batch(batch: pd.DataFrame, dim: int) -> dict[str, np.ndarray]:
     return out
 
 
+EMBEDDINGS = "embeddings.parquet"
+
+
+def write_embeddings(files: list[str], matrix: np.ndarray, folder: Path) -> Path:
+    """`folder/embeddings.parquet`: one `file` and one float32 `embedding` list per row, written
+    whole (a temporary name, then renamed)."""
+    import pyarrow.parquet as pq
+
+    from facelab.atomic import replacing
+
+    matrix = np.asarray(matrix, np.float32)
+    values = pa.array(matrix.ravel(), pa.float32())
+    offsets = pa.array(np.arange(0, matrix.size + 1, matrix.shape[1]), pa.int32())
+    path = Path(folder) / EMBEDDINGS
+    with replacing(path) as tmp:
+        pq.write_table(pa.table({"file": list(files), "embedding": pa.ListArray.from_arrays(offsets, values)}), tmp)
+    return path
+
+
 class FairFaceFormat(Format):
     task = "fairface"
     synthetic_truth = "test_truth.csv"
@@ -205,13 +224,7 @@ class FairFaceFormat(Format):
                 frame.to_csv(out / FILES[split], index=False)
             files += names
             vectors.append(space.embed(age, gender, race))
-        matrix = np.concatenate(vectors).astype(np.float32)
-        values = pa.array(matrix.ravel(), pa.float32())
-        offsets = pa.array(np.arange(0, matrix.size + 1, matrix.shape[1]), pa.int32())
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.table({"file": files, "embedding": pa.ListArray.from_arrays(offsets, values)}),
-                       out / "embeddings.parquet")
+        write_embeddings(files, np.concatenate(vectors), out)
         return out
 
 

@@ -153,7 +153,6 @@ class AgeGenderTask(ImageTorchTask):
     predict_on_gpu = True
     recipe = AgeGenderRecipe()
 
-
     def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float],
                predictions: pd.DataFrame) -> dict[str, float]:
         """The validation split as predicted by the kept model: every metric per gender and race,

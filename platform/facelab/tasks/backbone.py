@@ -170,7 +170,6 @@ class BackboneTask(ImageTorchTask):
     predict_on_gpu = True
     recipe = BackboneRecipe()
 
-
     def request_rows(self, request: BackboneRequest) -> tuple[list[dict], bool]:
         return request_rows(request)
 

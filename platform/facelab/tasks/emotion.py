@@ -246,7 +246,6 @@ class EmotionTask(ImageTorchTask):
     predict_on_gpu = True
     recipe = EmotionRecipe()
 
-
     def report(self, config: dict, data: dict[str, Read], model_dir: Path, metrics: dict[str, float],
                predictions: pd.DataFrame) -> dict[str, float]:
         """PublicTest as predicted by the kept epoch: confusion matrix and F1 per emotion."""
