@@ -39,6 +39,10 @@ def tune(
     retry_failed: Annotated[bool, typer.Option(
         "--retry-failed", help="with --resume: give the trials that failed (after their retries) another round; "
                                "by default they stay failed, with their reason in the result table")] = False,
+    early_stop: Annotated[Optional[bool], typer.Option(
+        "--early-stop/--no-early-stop", help="ASHA stops weak trials at the rungs the task's search space names "
+                                             "(tasks that report every epoch); --no-early-stop runs every trial to "
+                                             "its end [default: early stop]")] = None,
     address: Address = None,
 ) -> None:
     """Search TASK's space with Optuna on Ray Tune, store and promote the best (refitted, or for
@@ -50,6 +54,8 @@ def tune(
         raise FacelabError("give --task and --data (or --resume SWEEP_FOLDER)")
     if retry_failed and resume is None:
         raise FacelabError("--retry-failed goes with --resume SWEEP_FOLDER")
+    if early_stop is not None and resume is not None:
+        raise FacelabError("--early-stop/--no-early-stop is for a new sweep: a resumed sweep keeps its scheduler")
     fixed = load_config(config)
     if task is not None:  # a bad key fails here, before Ray starts
         get_task(task).check_keys(fixed, source=str(config) if config else "config")
@@ -60,7 +66,7 @@ def tune(
         else:
             result = sweep(task, data, paths.store_uri(store), samples=samples, promote=promote, skip_bad=skip_bad,
                            max_concurrent=max_concurrent, budget_minutes=budget_minutes, fixed=fixed,
-                           max_failures=max_failures)
+                           max_failures=max_failures, early_stop=early_stop is not False)
         emit(result, stdout)
 
 

@@ -118,13 +118,15 @@ def check_space(task: Task, space: spaces.SearchSpace, fixed: dict, points: list
 
 def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, promote: bool = True,
           skip_bad: bool = False, max_concurrent: int | None = None, seed: int = 0,
-          budget_minutes: float | None = None, fixed: dict | None = None, max_failures: int = TRIAL_RETRIES) -> dict:
+          budget_minutes: float | None = None, fixed: dict | None = None, max_failures: int = TRIAL_RETRIES,
+          early_stop: bool = True) -> dict:
     """`facelab tune`: returns the sweep summary (best config, its trial metrics, the stored run,
     the trials that failed and why). `budget_minutes` caps the whole sweep's wall time (Tune stops
     the trials still running); `fixed` config values hold in every trial, whatever the search space
     says (e.g. a CI-sized model and epoch count). A trial that raises is retried `max_failures`
     times, each from its latest checkpoint (Tune's FailureConfig), then reported as failed; only a
-    sweep whose every trial failed is an error."""
+    sweep whose every trial failed is an error. `early_stop`: ASHA stops weak trials at the rungs
+    the task's search space names (tasks that report every epoch); False runs every trial to its end."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -143,13 +145,13 @@ def sweep(task_name: str, data_dir: Path, store_uri: str, *, samples: int = 20, 
     searcher = OptunaSearch(space=_space_with(space, task.default_config, fixed), metric=task.metric, mode=task.mode,
                             points_to_evaluate=points, seed=seed)
     # tasks that report every epoch stop poor trials early
-    scheduler = ASHAScheduler(metric=task.metric, mode=task.mode, **space.asha) if space.asha else None
+    scheduler = ASHAScheduler(metric=task.metric, mode=task.mode, **space.asha) if space.asha and early_stop else None
     name = f"{task.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     storage = store.sweeps_path(task.name)
     store.save_sweep(f"{storage}/{name}", {"task": task.name, "data": str(data_dir), "skip_bad": skip_bad,
                                            "samples": samples, "budget_minutes": budget_minutes,
                                            "max_concurrent": max_concurrent, "max_failures": max_failures,
-                                           "fixed": fixed})
+                                           "early_stop": early_stop, "fixed": fixed})
     tuner = tune.Tuner(
         trainable(task, task.trial_data(data), max_concurrent, start),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=samples, max_concurrent_trials=max_concurrent,

@@ -27,7 +27,8 @@ class BadRowSink:
         self.rows.extend(rows)
 
     def all(self) -> list[BadRow]:
-        return sorted(self.rows, key=lambda b: (b.file, b.row))
+        """Each row once: a batch that Ray ran again (its actor lost with a node) reports its rows again."""
+        return sorted(set(self.rows), key=lambda b: (b.file, b.row))
 
 
 class GuardedPredictor:
@@ -71,19 +72,11 @@ def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None 
     gpus = _gpus_for(task)
     if gpus:  # one GPU per actor: no more actors than GPUs
         actors = min(actors, gpus)
-    rows_per_call = task.predict_batch_size
-    if rows_per_call:
-        # heavy rows (a crowd is 101 face encodings): small batches in blocks of their own, so every
-        # actor gets work; materialized first, so the actors may hold every CPU without starving it
-        batch_size = rows_per_call
-        dataset = dataset.repartition(target_num_rows_per_block=rows_per_call).materialize()
-    else:
-        # a format read with `from_pandas` is one block, and one block is one actor's work: split the
-        # rows into a batch per actor (at most `batch_size` rows each); materialized first as above
-        dataset = dataset.materialize()
-        rows = dataset.count()
-        batch_size = max(1, min(batch_size, -(-rows // actors)))
-        dataset = dataset.repartition(target_num_rows_per_block=batch_size).materialize()
+    table = _rows_in_the_driver(dataset)
+    # heavy rows (a crowd is 101 face encodings): the task's small batches; other rows: a batch per
+    # actor (at most `batch_size` rows each), so that every actor gets work
+    batch_size = task.predict_batch_size or max(1, min(batch_size, -(-table.num_rows // actors)))
+    dataset = ray.data.from_arrow([table.slice(i, batch_size) for i in range(0, table.num_rows, batch_size)] or [table])
     predictor, kwargs = task.predictor_class, {"model_dir": str(model_dir)}
     if sink is not None:
         predictor, kwargs = GuardedPredictor, {"predictor_class": task.predictor_class, "sink": sink, **kwargs}
@@ -118,6 +111,19 @@ def _stack(values: list) -> np.ndarray:
         return column
 
 
+def _rows_in_the_driver(dataset):
+    """The rows to predict, as one Arrow table in the driver, before the actors start. Blocks that
+    Ray Data tasks make live on the node that ran them: a lost node's must be rebuilt by their tasks,
+    which then wait for a CPU the predictor actors hold, and the job hangs (tests/cluster/
+    test_node_loss.py). `from_arrow` puts the driver's blocks in its own node's store, and the rows
+    are paths, embeddings and labels, not decoded images."""
+    import pyarrow as pa
+    import ray
+
+    tables = ray.get(dataset.to_arrow_refs())
+    return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
+
+
 def cluster_cpus() -> int:
     """The cluster's CPUs (every node's, not the driver's `os.cpu_count()`): one predictor actor each."""
     import ray
@@ -143,12 +149,16 @@ def submit(task_name: str, data_dir: Path, out: Path, store_uri: str, *, run_id:
     The submission and the side file are written to temporary names and renamed: a killed job
     leaves the old files or the new ones, and a rerun starts clean."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     task = get_task(task_name)
     data_dir, out = absolute(data_dir), absolute(out)  # the predictor actors run in another working directory
     run = ModelStore(store_uri).load(task.name, run_id, check_config=task.config)
     read = task.format.read(data_dir, task.submit_split, skip_bad=skip_bad)
-    sink = ray.remote(num_cpus=0)(BadRowSink).remote()
+    # on the driver's node, which the job cannot outlive anyway: a worker node lost mid-job would
+    # take the bad rows it collected with it
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    sink = ray.remote(num_cpus=0, scheduling_strategy=here)(BadRowSink).remote()
     started = time.perf_counter()
     predictions = predict_dataset(task, run.model_dir, read.dataset, actors=actors, sink=sink)
     seconds = time.perf_counter() - started

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from facelab.formats.base import LAZY_STEP_CPUS
+
 STATE_FILE = "state.pt"  # a checkpoint's state: tensors and plain values only, so every load is weights_only=True
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -41,7 +43,7 @@ WORKER_GROUP = "worker_group"
 HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
 # Ray Data preparation tasks take half a CPU so they still fit beside the workers on a small machine.
-PREPARE_CPUS = 0.5
+PREPARE_CPUS = LAZY_STEP_CPUS
 SHUFFLE_ROWS = 256  # rows each train worker shuffles locally, on top of the blocks' random order
 
 

@@ -112,15 +112,6 @@ def _check_resumed(reports: list[dict], victim: str, survivor: str, killed_after
 NO_CPU_FOR_DATA = "Cluster resources are not enough to run any task from TaskPoolMapOperator"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "facelab, not Ray: the killed trial does not resume to its end. Seen in two runs: (1) Tune restarted the "
-    "killed trial with its Train worker on the survivor, where it takes 1.99 of the 2 CPUs (TorchTask.trial_cpus "
-    "keeps the one CPU for Ray Data across the cluster, not on a node; the head's is short of the trial drivers' "
-    "0.01), so its dataset's Filter task (Ray Data's default of 1 CPU) fits on no node and Ray Data logs 'Cluster "
-    "resources are not enough to run any task from TaskPoolMapOperator[Filter(<lambda>)]. The job may hang forever "
-    "unless the cluster scales up.'; (2) Tune logged 'Trial trial_... completed after 2 iterations' for the killed "
-    "trial (TERMINATED at 2 of 8 epochs, no error, no retry) and the sweep stored and promoted its best with that "
-    "trial cut short"))
 @pytest.mark.timeout(420)
 def test_a_sweep_loses_a_node_and_its_trial_resumes_on_the_survivor(node_loss_cluster, drivers, tmp_path):
     cluster = node_loss_cluster
@@ -129,9 +120,10 @@ def test_a_sweep_loses_a_node_and_its_trial_resumes_on_the_survivor(node_loss_cl
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps({"epochs": EPOCHS}))
     store, log = tmp_path / "store", tmp_path / "tune.log"
-    # two trials at once: each trial's Train worker takes 1.99 CPUs, so they run one on each worker node
+    # two trials at once: each trial's Train worker takes 1.99 CPUs, so they run one on each worker
+    # node; no early stopping, so every trial must reach its last epoch (ASHA could stop either one)
     proc = _facelab(cluster, drivers, ["tune", "--task", "tracks", "--data", str(data), "--samples", "2", "--max-concurrent", "2",
-                              "--config", str(config), "--store", str(store)], log, tmp_path)
+                              "--config", str(config), "--store", str(store), "--no-early-stop"], log, tmp_path)
 
     def trials():
         return {p.parent.name: _reports(p) for p in store.glob("tracks/sweeps/*/trial_*/result.json")}
@@ -172,6 +164,8 @@ def test_training_with_a_worker_on_each_node_resumes_on_the_survivor(node_loss_c
     # CPU and the survivor's two still fit both
     config.write_text(json.dumps({"epochs": EPOCHS, "num_workers": 2, "cpus_per_worker": 1, "run_name": name}))
     store, log = tmp_path / "store", tmp_path / "train.log"
+    import torch  # before the job starts: its epochs take about 2 s, its first import here longer
+
     proc = _facelab(cluster, drivers, ["train", "--task", "tracks", "--data", str(data), "--config", str(config),
                               "--store", str(store)], log, tmp_path)
     run = tmp_path / "train" / name
@@ -180,8 +174,6 @@ def test_training_with_a_worker_on_each_node_resumes_on_the_survivor(node_loss_c
         states = sorted(run.glob("checkpoint_*"))
         if not states:
             return []
-        import torch
-
         try:
             return torch.load(states[-1] / "state.pt", map_location="cpu", weights_only=True)["history"]
         except (OSError, RuntimeError, EOFError):  # being written
@@ -247,15 +239,6 @@ def _map_workers(cluster) -> dict[str, str]:
     return {a.actor_id: a.node_id for a in actors if "MapWorker" in a.class_name}
 
 
-# not strict: the hang depends on which blocks were in the lost node's object store; in a clean-clone
-# .ci/run of 2026-12-06 the job finished with all 7,200 rows once (an XPASS), in earlier runs it hung
-@pytest.mark.xfail(strict=False, reason=(
-    "Ray Data's actor pool after the node loss (in some runs, not all): the lost predictor actor restarts (max_restarts=-1) on the CPU "
-    "left, so the 3 actors (1 CPU each) hold all 3 CPUs of the head and the survivor, while the repartitioned "
-    "blocks that were in the lost node's object store must be rebuilt by their tasks: Ray logs 'Attempting to "
-    "recover 29 lost objects by resubmitting their tasks or setting a new primary location from existing copies', "
-    "the StreamingRepartition task stays PENDING_NODE_ASSIGNMENT (no free CPU) and the actors' tasks "
-    "PENDING_ACTOR_TASK_ARGS_FETCH / PENDING_ARGS_AVAIL: the job never ends (seen for 5 minutes)"))
 @pytest.mark.timeout(300)
 def test_a_submission_loses_a_node_and_writes_every_row_once(node_loss_cluster, sentiment, drivers, tmp_path):
     cluster = node_loss_cluster

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from facelab.store import ModelStore
+from facelab.tasks import get_task
 from tuning.runner import failed_trials, one_line, results_table
 
 
@@ -102,6 +104,40 @@ def test_resume_keeps_failed_trials_failed_unless_asked(monkeypatch):
         assert seen["resume_unfinished"] is True and seen["resume_errored"] is retry
     result = CliRunner().invoke(app, ["tune", "--task", "sentiment", "--data", ".", "--retry-failed"])
     assert result.exit_code == 2 and "--retry-failed goes with --resume" in result.output
+
+
+def test_no_early_stop_runs_every_trial_to_its_end(monkeypatch, tmp_path):
+    """ASHA stops weak trials of a task that reports every epoch; --no-early-stop builds the sweep
+    without a scheduler (and records it); with --resume the flag is an error, not ignored."""
+    from ray import tune
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+    from tuning import runner
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def tuner(trainable, *, tune_config, run_config):
+        seen.append(tune_config.scheduler)
+        raise Stop
+
+    task = get_task("tracks")
+    monkeypatch.setattr(runner, "load_fit_data", lambda *a, **k: {})
+    monkeypatch.setattr(type(task), "trial_data", lambda self, data: data)
+    monkeypatch.setattr(runner, "trainable", lambda *a: None)
+    monkeypatch.setattr(tune, "Tuner", tuner)
+    for early_stop in (True, False):
+        with pytest.raises(Stop):
+            runner.sweep("tracks", tmp_path, str(tmp_path / f"store-{early_stop}"), samples=2, max_concurrent=1,
+                         early_stop=early_stop)
+        saved, = (tmp_path / f"store-{early_stop}").rglob(ModelStore.SWEEP_FILE)
+        assert json.loads(saved.read_text())["early_stop"] is early_stop
+    assert type(seen[0]).__name__ == "AsyncHyperBandScheduler" and seen[1] is None
+    result = CliRunner().invoke(app, ["tune", "--resume", str(tmp_path), "--no-early-stop"])
+    assert result.exit_code == 2 and "is for a new sweep" in result.output
 
 
 def test_one_line():

@@ -23,6 +23,7 @@ from facelab import metrics
 from facelab.aggregator.network import load_torch
 from facelab.errors import FacelabError
 from facelab.formats import Read
+from facelab.formats.base import LAZY_STEP_CPUS
 from facelab.formats.embeddings import l2_normalize
 from facelab.formats.tracks import mean_baseline, norm_weighted_mean, split_pairs
 
@@ -183,8 +184,9 @@ def prepare_tracks(data: dict[str, Read], config: dict) -> tuple[dict, TrackData
     is_val_ref = refs.person_id.isin(val_people).to_numpy()
     train_ref = ~is_val_ref & (ref_people >= 0)
     val_names = sorted(val_people)
-    train = tracks.filter(lambda row: row["person_id"] not in val_people and row["person_id"] in index)
-    val = tracks.filter(lambda row: row["person_id"] in val_people)
+    train = tracks.filter(lambda row: row["person_id"] not in val_people and row["person_id"] in index,
+                          num_cpus=LAZY_STEP_CPUS)
+    val = tracks.filter(lambda row: row["person_id"] in val_people, num_cpus=LAZY_STEP_CPUS)
     dim = int(ref_vectors.shape[1])
     train_summary = summary[~summary.person_id.isin(val_people)]
     seed = int(config["seed"])

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from facelab.errors import BadRow, DataError
-from facelab.formats.base import FILE, ROW, Format, Read, read_table
+from facelab.formats.base import FILE, LAZY_STEP_CPUS, ROW, Format, Read, read_table
 from facelab.formats.fer import EMOTIONS, FerFormat
 from facelab.formats.utkface import GENDERS, RACES, UTKFaceFormat
 
@@ -75,7 +75,7 @@ class BackboneFormat(Format):
                 continue
             read = SOURCES[source]().read(root / source, split, skip_bad=skip_bad)
             bad += read.bad
-            parts.append(read.dataset.map_batches(_unified, batch_format="pandas",
+            parts.append(read.dataset.map_batches(_unified, batch_format="pandas", num_cpus=LAZY_STEP_CPUS,
                                                   fn_kwargs={"source": source}))
         return Read(parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0], bad)
 

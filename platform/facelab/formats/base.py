@@ -25,6 +25,10 @@ from facelab.errors import BadRow, DataError, FieldError
 ROW = "_row"
 FILE = "_file"
 ERROR = "_error"
+# CPUs of each Ray Data step left lazy for a trainer to run (Ray Data asks 1 by default): a Train
+# worker may hold all but a fraction of every node's CPUs (a trial's 1.99 of a 2-CPU node), and a
+# step that needs a whole CPU then fits nowhere and waits forever
+LAZY_STEP_CPUS = 0.5
 
 
 @dataclass
@@ -185,9 +189,9 @@ def validated(
     )
     if bad and not skip_bad:
         raise DataError(bad[0], bad)
-    good = marked.filter(expr=col(ERROR) == "").drop_columns([ERROR])
+    good = marked.filter(expr=col(ERROR) == "", num_cpus=LAZY_STEP_CPUS).drop_columns([ERROR])
     if parse_batch is not None:
-        good = good.map_batches(parse_batch, batch_format="pandas")
+        good = good.map_batches(parse_batch, batch_format="pandas", num_cpus=LAZY_STEP_CPUS)
     return Read(good, bad)
 
 

@@ -24,6 +24,7 @@ import torch
 from facelab import metrics as metrics_lib
 from facelab.answers import Answer
 from facelab.formats import Read
+from facelab.formats.base import LAZY_STEP_CPUS
 from facelab.formats.occlusion import drop_unlabelled
 from facelab.image_requests import FaceImageRequest, demo_image_requests, request_rows
 from facelab.task_config import ImagePredictorConfig, StartsFromBackbone
@@ -65,7 +66,7 @@ def weight_columns(train) -> "ray.data.Dataset":  # noqa: F821
         return {**batch, "w_level": np.asarray(tables["w_level"], np.float32)[level],
                 "w_group": np.asarray(by_group, np.float32)}
 
-    return flagged.map_batches(add, batch_format="numpy")
+    return flagged.map_batches(add, batch_format="numpy", num_cpus=LAZY_STEP_CPUS)
 
 
 class OcclusionNet(torch.nn.Module):

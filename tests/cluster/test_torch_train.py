@@ -1,5 +1,7 @@
 """The shared Ray Train mechanism (facelab.torch_train) on CPU with 2 workers: it learns,
-survives a killed worker by resuming from its latest checkpoint, and resumes a rerun."""
+survives a killed worker by resuming from its latest checkpoint, and resumes a rerun. In
+`make test-cluster` with the other tests that kill Ray processes (a Train worker dies here and its
+group restarts: about two minutes of Ray start-ups, not of training)."""
 
 from __future__ import annotations
 
