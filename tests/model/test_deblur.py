@@ -55,13 +55,33 @@ def test_restoration_metrics_score_the_blurred_baseline():
     assert score["blur_ssim"] < 0.9 and score["blur_psnr"] < 30
 
 
-def test_both_architectures_keep_the_image_size():
-    x = torch.rand(1, 3, 37, 50)
-    for arch in ("srcnn", "resnet"):
-        config = {**get_task("deblur").default_config, "arch": arch, "channels": 8, "blocks": 1}
-        assert build_network(config)(x).shape == x.shape
+def test_every_architecture_keeps_the_image_size():
+    for shape in ((1, 3, 37, 50), (2, 3, 96, 96)):  # odd sides too: multiscale pads to a multiple of 4
+        x = torch.rand(*shape)
+        for arch in ("srcnn", "resnet", "multiscale"):
+            config = {**get_task("deblur").default_config, "arch": arch, "channels": 8, "blocks": 1}
+            assert build_network(config)(x).shape == x.shape
     with pytest.raises(ValueError, match="arch"):
-        build_network({"arch": "unet"})
+        build_network({"arch": "transformer"})
+
+
+def _reach(net, side: int = 160) -> int:
+    """Rows of the input that the output's centre pixel depends on (the receptive field's height)."""
+    x = torch.rand(1, 3, side, side, requires_grad=True)
+    net(x)[0, :, side // 2, side // 2].sum().backward()
+    return int((x.grad[0].abs().sum(0) > 0).any(1).sum())
+
+
+def test_the_multiscale_network_sees_far_and_starts_as_the_identity_plus_a_little():
+    """Its receptive field spans a 21-pixel motion streak several times over, twice the
+    full-resolution resnet's default (29 pixels); the global skip makes the output the input plus
+    a learned correction, so an untrained network stays near the blurred image."""
+    defaults = get_task("deblur").default_config
+    net = build_network({**defaults, "arch": "multiscale", "channels": 8})
+    assert _reach(net) >= 2 * _reach(build_network({**defaults, "arch": "resnet"})) >= 2 * 29
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert (net(x) - x).abs().mean() < 0.5
 
 
 def test_tune_adopts_the_best_trial_checkpoint(trained, fit):

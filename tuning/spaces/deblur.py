@@ -1,5 +1,6 @@
 """De-blurring search space (Optuna define-by-run), run under ASHA over epochs: the seed's SRCNN
-(with or without the global residual) against the residual network, learning rate, crop size,
+(with or without the global residual) against the residual network and the multi-scale residual
+U-Net, learning rate, crop size,
 batch size and the plateau scheduler's patience. Every trial reports each epoch's val_ssim."""
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ asha = {"time_attr": "epoch", "max_t": 40, "grace_period": 2, "reduction_factor"
 
 
 def space(trial) -> dict:
-    arch = trial.suggest_categorical("arch", ["srcnn", "resnet"])
+    arch = trial.suggest_categorical("arch", ["srcnn", "resnet", "multiscale"])
     if arch == "srcnn":
         trial.suggest_categorical("residual", [False, True])
-    else:
+    elif arch == "resnet":
         trial.suggest_categorical("channels", [16, 32, 48])
         trial.suggest_int("blocks", 2, 8)
+    else:
+        trial.suggest_categorical("channels", [8, 16, 24])
+        trial.suggest_int("scale_blocks", 1, 3)
     trial.suggest_float("lr", 1e-4, 3e-3, log=True)
     trial.suggest_categorical("crop", [64, 96, 128])
     trial.suggest_categorical("batch_size", [4, 8, 16])
