@@ -29,7 +29,8 @@ class Case:
     config: dict = field(default_factory=dict)
 
 
-# --- age-gender: the background's brightness tells the age, a bar's shade the gender, a square's colour the race
+# --- age-gender: the background's brightness tells the age, the shade of a bar at each side the
+# gender (two, so a random crop never cuts the signal off), a square's colour the race
 AGE_GENDER_COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
 
 
@@ -37,7 +38,7 @@ def age_gender_image(rng: np.random.Generator, age: int, gender: int, race: int)
     level = np.full((64, 64, 1), 30 + 2 * age, np.int16) + rng.integers(-6, 7, (64, 64, 1))
     pixels = np.repeat(np.clip(level, 0, 255), 3, axis=2).astype(np.uint8)
     pixels[12:52, 12:52] = AGE_GENDER_COLOURS[race]
-    pixels[:, :10] = 0 if gender else 255
+    pixels[:, :12] = pixels[:, -12:] = 0 if gender else 255
     return Image.fromarray(pixels)
 
 
