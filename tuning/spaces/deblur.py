@@ -14,12 +14,12 @@ def space(trial) -> dict:
     arch = trial.suggest_categorical("arch", ["srcnn", "resnet", "multiscale"])
     if arch == "srcnn":
         trial.suggest_categorical("residual", [False, True])
-    elif arch == "resnet":
+    else:  # one set of channel choices: Optuna refuses a parameter whose choices depend on the branch
         trial.suggest_categorical("channels", [16, 32, 48])
-        trial.suggest_int("blocks", 2, 8)
-    else:
-        trial.suggest_categorical("channels", [8, 16, 24])
-        trial.suggest_int("scale_blocks", 1, 3)
+        if arch == "resnet":
+            trial.suggest_int("blocks", 2, 8)
+        else:
+            trial.suggest_int("scale_blocks", 1, 3)
     trial.suggest_float("lr", 1e-4, 3e-3, log=True)
     trial.suggest_categorical("crop", [64, 96, 128])
     trial.suggest_categorical("batch_size", [4, 8, 16])
