@@ -88,6 +88,7 @@ def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None 
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=1,
         num_gpus=1 if gpus else None,
+        scheduling_strategy="SPREAD",  # one model copy per node before a second on any: every node works
     )
     frame = predicted.to_pandas()
     return frame.sort_values("_row").reset_index(drop=True) if "_row" in frame else frame
