@@ -10,11 +10,14 @@ import pandas as pd
 
 from facelab.atomic import replacing
 from facelab.config import absolute
-from facelab.errors import BadRow, DataError
+from facelab.errors import BadRow, DataError, FacelabError
 from facelab.formats import write_bad_rows
 from facelab.formats.base import FILE, ROW
 from facelab.store import ModelStore
 from facelab.tasks import Task, get_task
+
+# how long a batch job's predictor actors may take to start (an autoscaler adding nodes included)
+ACTOR_START_S = 900
 
 
 class BadRowSink:
@@ -68,7 +71,8 @@ def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None 
     predictor fails on is left out and reported there instead of failing the job."""
     import ray
 
-    actors = actors or cluster_cpus()
+    # no more actors than the CPUs free now: the pool waits for all of its actors to start (below)
+    actors = max(1, min(actors or cluster_cpus(), free_cpus()))
     gpus = _gpus_for(task)
     if gpus:  # one GPU per actor: no more actors than GPUs
         actors = min(actors, gpus)
@@ -90,7 +94,16 @@ def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None 
         num_gpus=1 if gpus else None,
         scheduling_strategy="SPREAD",  # one model copy per node before a second on any: every node works
     )
-    frame = predicted.to_pandas()
+    # the batches go out once every actor has started, not to the first ones up: otherwise an actor on
+    # a node slower to start one (a fresh node, a busy one) finds every batch taken, and the job runs
+    # on fewer nodes than it was spread over (seen: tests/cluster/test_node_loss.py)
+    predicted.context.wait_for_min_actors_s = ACTOR_START_S
+    try:
+        frame = predicted.to_pandas()
+    except ray.exceptions.GetTimeoutError as exc:
+        raise FacelabError(f"{task.name}: {actors} predictor actors did not start within {ACTOR_START_S} s "
+                           f"(cluster: {ray.cluster_resources()}, free: {ray.available_resources()}); "
+                           f"ask for fewer with --actors") from exc
     return frame.sort_values("_row").reset_index(drop=True) if "_row" in frame else frame
 
 
@@ -123,6 +136,13 @@ def _rows_in_the_driver(dataset):
 
     tables = ray.get(dataset.to_arrow_refs())
     return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
+
+
+def free_cpus() -> int:
+    """The whole CPUs no task or actor holds now, anywhere in the cluster (at least 1)."""
+    import ray
+
+    return max(1, int(ray.available_resources().get("CPU", 0)))
 
 
 def cluster_cpus() -> int:

@@ -99,7 +99,7 @@ class LocalCluster:
         return [n["nodeId"] for n in self.nodes() if n.get("state") == "ALIVE"]
 
     def add_worker(self, num_cpus: int = 1) -> str:
-        """Start a worker node with a temp dir of its own; returns its node id once it is alive."""
+        """Start a worker node with a temp dir of its own; returns its node id once it takes work."""
         before = set(self.alive_nodes())
         temp = tempfile.mkdtemp(prefix="rw-", dir="/tmp")  # short: Ray's socket paths live under it
         self.temp_dirs.append(temp)
@@ -109,7 +109,22 @@ class LocalCluster:
         self.wait("worker node", lambda: len(set(self.alive_nodes()) - before) == 1)
         node = (set(self.alive_nodes()) - before).pop()
         self.workers[node] = self.workers.pop(f"starting-{proc.pid}")
+        self._probe(node)
         return node
+
+    def _probe(self, node: str) -> None:
+        """A task pinned to `node` from a driver on the head. A node the dashboard calls alive can
+        still be missing from the head raylet's view of the cluster for a while, and a job started
+        then spreads its actors over the other nodes only (seen in CI: a submission's three predictor
+        actors on the head and one worker, none on a worker added seconds before)."""
+        probe = ("import ray\n"
+                 "from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as Node\n"
+                 f"ray.init(address='{self.gcs}', logging_level='ERROR')\n"
+                 "here = ray.remote(lambda: ray.get_runtime_context().get_node_id())\n"
+                 f"assert ray.get(here.options(num_cpus=0.01, scheduling_strategy=Node('{node}', soft=False))"
+                 ".remote(), timeout=120) == '" + node + "'\n")
+        done = subprocess.run([sys.executable, "-c", probe], env=self.env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, f"no task ran on the new worker node {node}: {done.stderr[-2000:]}"
 
     def kill_worker(self, node: str, *, wait_dead: bool = False) -> None:
         """SIGKILL the worker node's process group (its `ray start`, raylet, agents and workers);
