@@ -11,6 +11,10 @@
 # emotion (default: both), mask-face (the backbone frozen: a feature extractor for its 100 training
 # images; scored on the Blitz val images, as there is no labelled test split: the validation metrics
 # of the stored run's best epoch). The data root is $FACELAB_DATA_ROOT or ../shared/data.
+# STARTS (default "backbone random") picks the starts; "finetuned" starts from the backbone without
+# freezing it (what `backbone` already does for every task but mask-face):
+#
+#   STARTS="finetuned" bash scripts/backbone_runs.sh STORE OUT mask-face
 set -euo pipefail
 store=$(realpath "$1"); out=$(realpath -m "$2"); shift 2
 tasks=("${@:-age-gender emotion}"); tasks=(${tasks[@]})
@@ -38,10 +42,15 @@ data() { case "$1" in age-gender) echo "$root/utkface" ;; emotion) echo "$root/f
 truth() { case "$1" in age-gender) echo "$root/utkface" ;; emotion) echo "$root/fer2013/labels.csv" ;; esac; }
 
 for task in "${tasks[@]}"; do
-  for start in backbone random; do
+  for start in ${STARTS:-backbone random}; do
     dir="$out/$task-$start"; mkdir -p "$dir"
     base=$(config "$task")
-    if [ "$start" = backbone ]; then base="${base%\}}, $(from_backbone "$task")}"; fi
+    case "$start" in
+      backbone) base="${base%\}}, $(from_backbone "$task")}" ;;
+      finetuned) base="${base%\}}, \"backbone\": \"promoted\"}" ;;
+      random) ;;
+      *) echo "unknown start $start" >&2; exit 2 ;;
+    esac
     echo "$base" > "$dir/config.json"
     began=$(date +%s)
     "$facelab" train --task "$task" --data "$(data "$task")" --store "$store" --config "$dir/config.json" > "$dir/train.json" 2> "$dir/train.log"
