@@ -72,7 +72,7 @@ def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None 
     import ray
 
     # no more actors than the CPUs free now: the pool waits for all of its actors to start (below)
-    actors = max(1, min(actors or cluster_cpus(), free_cpus()))
+    actors = min(actors or cluster_cpus(), free_cpus())
     gpus = _gpus_for(task)
     if gpus:  # one GPU per actor: no more actors than GPUs
         actors = min(actors, gpus)

@@ -113,10 +113,8 @@ class LocalCluster:
         return node
 
     def _probe(self, node: str) -> None:
-        """A task pinned to `node` from a driver on the head. A node the dashboard calls alive can
-        still be missing from the head raylet's view of the cluster for a while, and a job started
-        then spreads its actors over the other nodes only (seen in CI: a submission's three predictor
-        actors on the head and one worker, none on a worker added seconds before)."""
+        """A task pinned to `node` from a driver on the head: a scenario starts on a node that has
+        taken work, not one the dashboard has only just listed."""
         probe = ("import ray\n"
                  "from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as Node\n"
                  f"ray.init(address='{self.gcs}', logging_level='ERROR')\n"

@@ -37,7 +37,7 @@ EPOCHS = 8  # each trial's / run's epochs: enough that a kill lands in the middl
 
 def _workers(cluster) -> list[str]:
     """The cluster's two worker nodes, a replacement started for one a scenario before killed (once
-    the head has declared that one dead: nothing is scheduled on a node it still counts)."""
+    the head has declared that one dead, so no scenario starts beside a node it still counts alive)."""
     cluster.wait("killed worker nodes declared dead",
                  lambda: set(cluster.alive_nodes()) <= {cluster.head_node, *cluster.workers}, timeout=60)
     while len(cluster.workers) < 2:
