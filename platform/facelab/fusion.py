@@ -12,6 +12,10 @@ The images are `file` under the data root (where the fairface converter leaves t
 must not have trained on the test faces: convert with `--split utkface`, the backbone's own split.
 A fused model's inputs are these vectors: its Serve route takes `embedding(s)` of the fused width,
 not an image (the image route encodes dlib features only).
+
+mediapipe's face mesh is the other shipped model: `mesh_geometry` turns a mesh into the shape of
+the face's contours (eyes, brows, nose, lips, oval) with pose and scale removed, what expressions
+change; `scripts/emotion_mesh_fusion.py` measures a late fusion of it with an emotion CNN.
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ class TrunkFeatures(BackbonePredictor):
         return {"features": l2_normalize(outputs["features"], axis=1)}
 
 
-def trunk_features(model_dir: Path, paths: list[str], *, actors: int | None = None) -> np.ndarray:
-    """The backbone trunk's unit-length features of every image, in order (a Ray Data job)."""
+def map_paths(paths: list[str], predictor, kwargs: dict, *, actors: int | None = None,
+              batch_size: int = 256) -> dict[str, np.ndarray]:
+    """`predictor(**kwargs)` over every image path as a Ray Data actor pool (one actor per cluster
+    CPU): its output columns, in the order of `paths`."""
     import ray
 
     from facelab.predict import cluster_cpus
@@ -56,11 +62,58 @@ def trunk_features(model_dir: Path, paths: list[str], *, actors: int | None = No
                            "the images are `file` under the data root)")
     rows = ray.data.from_pandas(pd.DataFrame({"path": paths, "_row": np.arange(len(paths))}))
     # materialized first: the actors may then hold every CPU without starving the repartition
-    predicted = rows.repartition(target_num_rows_per_block=256).materialize().map_batches(
-        TrunkFeatures, fn_constructor_kwargs={"model_dir": str(model_dir)}, batch_size=256, batch_format="numpy",
+    predicted = rows.repartition(target_num_rows_per_block=batch_size).materialize().map_batches(
+        predictor, fn_constructor_kwargs=kwargs, batch_size=batch_size, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors or cluster_cpus()), num_cpus=1)
     frame = predicted.to_pandas().sort_values("_row")
-    return np.stack(frame["features"].to_numpy()).astype(np.float32)
+    return {name: np.stack(frame[name].to_numpy()) for name in frame.columns if name not in ("_row", "path")}
+
+
+def trunk_features(model_dir: Path, paths: list[str], *, actors: int | None = None) -> np.ndarray:
+    """The backbone trunk's unit-length features of every image, in order (a Ray Data job)."""
+    columns = map_paths(paths, TrunkFeatures, {"model_dir": str(model_dir)}, actors=actors)
+    return columns["features"].astype(np.float32)
+
+
+# --- mediapipe's mesh: the geometry of an expression -----------------------------------------
+
+MESH_SIDE = 192  # FER's 48-px faces upscaled: mediapipe meshed 180 of 200 sampled ones at this side
+
+
+def mesh_geometry(mesh: np.ndarray) -> np.ndarray:
+    """A 468-point mesh's contour points (facelab.tasks.crowd.contour_points) centred, rotated so
+    the cheeks are level and scaled by the face width: x, y of each point, flattened."""
+    from facelab.tasks.crowd import FACE_WIDTH, contour_points
+
+    left, right = mesh[FACE_WIDTH[0], :2], mesh[FACE_WIDTH[1], :2]
+    dx, dy = right - left
+    width = max(float(np.hypot(dx, dy)), 1e-6)
+    cos, sin = dx / width, dy / width
+    rotation = np.array([[cos, sin], [-sin, cos]])  # turns the cheek line onto the x axis
+    points = mesh[contour_points(), :2]
+    return (((points - points.mean(0)) @ rotation.T) / width).ravel().astype(np.float32)
+
+
+class MeshGeometry:
+    """Batch predictor of `path` rows: `geometry` (mesh_geometry; NaN where no mesh is found)."""
+
+    def __init__(self, side: int = MESH_SIDE):
+        from facelab.faces.landmarks import FaceMesh
+        from facelab.tasks.crowd import contour_points
+
+        self.mesh, self.side, self.size = FaceMesh(max_faces=1), side, 2 * len(contour_points())
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import cv2
+
+        from facelab.vision import load_image
+
+        geometry = []
+        for path in batch["path"]:
+            image = cv2.resize(load_image(path), (self.side, self.side), interpolation=cv2.INTER_CUBIC)
+            found = self.mesh(image)
+            geometry.append(mesh_geometry(found[0]) if found else np.full(self.size, np.nan, np.float32))
+        return {"geometry": np.stack(geometry), "_row": batch["_row"]}
 
 
 def fuse_backbone_features(data: Path, out: Path, store, backbone: str, data_root: Path, *,

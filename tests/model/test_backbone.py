@@ -7,19 +7,29 @@
 - End to end: the contract's backbone fit is promoted; an age-gender fit with `backbone:
   promoted` and a frozen trunk stores a model whose trunk is the backbone's, weight for weight (so
   the weights reached the Ray Train worker), and the run records the backbone run it started from.
+- The drawn-occluder objective (`occluder_weight`): each grid target is the covered fraction of
+  the pixels the occluder changed, an image without one has zero targets, training batches draw
+  new occluders and validation batches the same ones (on a copy, the labelled image kept clean);
+  the loss has the occluder term only with a positive weight, a few steps on a tiny model bring
+  it below the best constant guess, the head exists only in a model trained with it (so a model
+  stored before it loads as it is), and a negative weight is refused.
 """
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from pydantic import ValidationError
 
 from facelab.backbone import load_trunk, pin, resnets
 from facelab.errors import FacelabError
 from facelab.formats import get_format
 from facelab.store import ModelStore
 from facelab.tasks import get_task
-from facelab.tasks.backbone import BackboneNet
+from facelab.tasks.backbone import GRID, BackboneConfig, BackboneNet, BackboneRecipe, draw_occluders
 
 WIDTH = 8
 STARTS = {  # each task that starts from a backbone, at the backbone's width
@@ -164,3 +174,121 @@ def test_fusion_appends_the_trunk_features_and_the_fairface_task_reads_the_copy(
     (root / files[5]).unlink()
     with pytest.raises(FacelabError, match=rf"{files[5]}: image not found \(1 of 24 missing"):
         fuse_backbone_features(folder, tmp_path / "fused2", store, "promoted", root)
+
+
+# --- the drawn-occluder objective ------------------------------------------------------------
+
+def _smooth_images(n: int, size: int = 32, seed: int = 0) -> list[np.ndarray]:
+    """Blurry colour fields (4x4 random pixels upscaled): a picture with large flat-ish regions."""
+    rng = np.random.default_rng(seed)
+    return [cv2.resize(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), (size, size)) for _ in range(n)]
+
+
+def _cell_fractions(changed: np.ndarray) -> np.ndarray:
+    h, w = changed.shape
+    return changed.reshape(GRID, h // GRID, GRID, w // GRID).mean((1, 3)).ravel()
+
+
+def test_occluder_targets_are_the_covered_fraction_of_each_cell():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(24)]  # noise: every fill changes pixels
+    copies = [image.copy() for image in images]
+    occluded, targets = draw_occluders(images, np.random.default_rng(1), 0.6)
+    assert targets.shape == (24, GRID * GRID) and targets.dtype == np.float32
+    drawn = targets.sum(1) > 0
+    assert 5 < drawn.sum() < 24  # some with an occluder, some without
+    for before, after, target, has in zip(images, occluded, targets, drawn):
+        changed = (after != before).any(2)
+        assert np.allclose(_cell_fractions(changed), target, atol=1e-6)
+        assert has == changed.any()  # without an occluder: untouched and all-zero targets
+        assert changed.mean() <= 0.3  # each side at most about half the image's
+    assert all(np.array_equal(a, b) for a, b in zip(images, copies))  # drawn on copies
+
+
+def test_occluders_are_new_each_training_batch_and_fixed_for_validation(tmp_path):
+    paths = []
+    for i, image in enumerate(_smooth_images(8)):
+        paths.append(str(tmp_path / f"{i}.png"))
+        cv2.imwrite(paths[-1], image)
+    batch = {"path": np.array(paths), **{label: np.full(8, -1) for label in ("age", "gender", "race", "emotion")}}
+    recipe, task = BackboneRecipe(), get_task("backbone")
+    config = task.config({"image_size": 32, "occluder_weight": 1.0, "occluder_p": 1.0})
+    first, second = (recipe.prepare(batch, config, train=True) for _ in range(2))
+    assert first["occluder"].shape == (8, GRID * GRID) and (first["occluder"].sum(1) > 0).all()
+    assert not np.array_equal(first["occluder"], second["occluder"])
+    val, again = (recipe.prepare(batch, config, train=False) for _ in range(2))
+    assert np.array_equal(val["occluder"], again["occluder"]) and np.array_equal(val["occluded"], again["occluded"])
+    clean = recipe.prepare(batch, task.config({"image_size": 32}), train=False)
+    assert np.array_equal(val["image"], clean["image"]) and set(clean) == {"image", *batch} - {"path"}
+    assert not np.array_equal(val["occluded"], clean["image"])
+
+
+def _occluder_batch(n: int, seed: int = 1) -> dict:
+    occluded, targets = draw_occluders(_smooth_images(n), np.random.default_rng(seed), 1.0)
+    none = torch.full((n,), -1)  # no labels: only the occluder term can be nonzero
+    return {"image": torch.from_numpy(np.stack(occluded).transpose(0, 3, 1, 2).copy()),
+            "occluder": torch.from_numpy(targets), **{label: none for label in ("age", "gender", "race", "emotion")}}
+
+
+def test_the_loss_has_the_occluder_term_only_with_a_weight():
+    task, recipe, batch = get_task("backbone"), BackboneRecipe(), _occluder_batch(8)
+    off = task.config({"width": WIDTH, "image_size": 32})
+    on = {**off, "occluder_weight": 1.0}
+    assert float(recipe.loss(recipe.build_model(off), batch, off).detach()) == 0
+    assert not any(k.startswith("occluder.") for k in recipe.build_model(off).state_dict())
+    model = recipe.build_model(on)
+    loss = recipe.loss(model, batch, on)
+    assert float(loss.detach()) == pytest.approx(np.log(2), rel=1e-4)  # the zero-init head says p = 0.5
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters()), "every parameter joins the graph (DDP)"
+    labelled = {**batch, **{label: torch.zeros(8, dtype=torch.int64) for label in ("age", "gender", "race", "emotion")}}
+    with torch.no_grad():
+        metrics = recipe.evaluate(model.eval(), [{**labelled, "occluded": batch["image"]}], on)
+        assert "occluder_mae" not in recipe.evaluate(recipe.build_model(off).eval(), [labelled], off)
+    assert metrics["occluder_mae"] == pytest.approx(float((0.5 - batch["occluder"]).abs().mean()), rel=1e-4)
+    assert metrics["mean_accuracy"] == np.mean([v for k, v in metrics.items() if k.endswith("_accuracy")
+                                                and k != "mean_accuracy" or k.startswith("age_within")])
+
+
+def test_a_few_steps_learn_where_the_occluder_is():
+    torch.manual_seed(0)
+    task, recipe, batch = get_task("backbone"), BackboneRecipe(), _occluder_batch(48)
+    config = task.config({"width": WIDTH, "image_size": 32, "dropout": 0.0, "occluder_weight": 1.0})
+    model = recipe.build_model(config).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(30):
+        optimizer.zero_grad()
+        recipe.loss(model, batch, config).backward()
+        optimizer.step()
+    target = batch["occluder"]
+    constant = float(F.binary_cross_entropy(target.mean(0, keepdim=True).expand_as(target), target))
+    with torch.no_grad():
+        learnt = float(recipe.loss(model, batch, config))
+    assert learnt < 0.75 * constant  # better than the best guess that ignores the image
+
+
+@pytest.mark.parametrize("stored", ["before the objective", "with the objective"])
+def test_a_stored_model_loads_with_or_without_the_occluder_head(stored, tmp_path):
+    import json
+
+    from facelab.backbone import trunk_weights
+    from facelab.tasks.backbone import BackbonePredictor
+    from facelab.torch_train import CONFIG_FILE, MODEL_FILE
+
+    config = get_task("backbone").config({"width": WIDTH, "image_size": 32, "occluder_weight": 1.0})
+    if stored == "before the objective":  # its config.json has no occluder keys, its weights no head
+        config = {k: v for k, v in config.items() if not k.startswith("occluder_")}
+    torch.save(BackboneRecipe().build_model(config).state_dict(), tmp_path / MODEL_FILE)
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(config))
+    out = BackbonePredictor(str(tmp_path))({"image": np.stack(_smooth_images(2))})
+    assert out["age"].shape == (2,) and not any(k.startswith("occluder") for k in out)
+    assert set(trunk_weights(tmp_path)) == set(BackboneNet(WIDTH, 0.0).trunk.state_dict())
+
+
+def test_a_negative_occluder_weight_is_refused():
+    with pytest.raises(ValidationError, match="occluder_weight"):
+        BackboneConfig(occluder_weight=-1)
+    with pytest.raises(FacelabError, match="occluder_weight"):
+        get_task("backbone").config({"occluder_weight": -0.5})
+    with pytest.raises(FacelabError, match="occluder_p"):
+        get_task("backbone").config({"occluder_p": 1.5})

@@ -8,7 +8,10 @@ race) and FER-2013 (emotion) at once (formats/backbone.py: one data root holding
 source's own train / val / test split, so no face a task is tested on is seen): every row
 trains the heads its source labels, a head's loss is the mean over the rows that have its label,
 and the heads' losses are summed with their weights. Greyscale views (`aug_grey`) make colour
-UTKFace faces look like FER's. The model is also a multi-attribute predictor (age, gender, race,
+UTKFace faces look like FER's. With `occluder_weight` > 0 the trunk also learns from an objective
+that makes its own labels: some training images get a drawn rectangle or ellipse (a flat colour or
+a patch of another face), and an extra head predicts how much of each cell of a 4x4 grid it covers,
+on every row of every source. The model is also a multi-attribute predictor (age, gender, race,
 emotion), served like any task; its trunk is what `backbone: <run id | "promoted">` in the config
 of age-gender, emotion (`arch: resnet`), occlusion and mask-face starts from (facelab.backbone).
 """
@@ -32,28 +35,79 @@ from facelab.image_requests import FaceImageRequest, demo_image_requests, reques
 from facelab.face_attributes import (AGES, FaceAttributesConfig, GenderAnswer, age_distribution, attributes_answer,
                                      expected_age)
 from facelab.tasks.torch_task import ImageTorchTask
-from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, zero_init
+from facelab.vision import (ImagePredictor, ImageRecipe, input_images, load_image, normalised, resnet18, run_net,
+                            stacked, zero_init)
 
-HEADS = {"age": AGES, "gender": len(GENDERS), "race": len(RACES), "emotion": len(EMOTIONS)}
+HEADS = {"age": AGES, "gender": len(GENDERS), "race": len(RACES), "emotion": len(EMOTIONS)}  # the label heads
+GRID = 4  # the occluder head predicts the covered fraction of each cell of a GRID x GRID grid
+OCCLUDER_SIDE = (0.1, 0.5)  # an occluder's width and height, as fractions of the image's side
+VAL_OCCLUDER_SEED = 0  # the validation images' occluders are the same draw in every run
+
+
+def occluders_on(config: dict) -> bool:
+    """Whether the config trains the drawn-occluder objective (a stored config from before it
+    existed has no `occluder_weight`: off)."""
+    return float(config.get("occluder_weight", 0)) > 0
+
+
+def draw_occluders(images: list[np.ndarray], rng: np.random.Generator, p: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """(copies of the HxWx3 uint8 `images`, each with chance `p` of one drawn occluder; the float32
+    (N, GRID*GRID) fraction of each grid cell, row-major, that the occluder covers: zeros without one).
+
+    An occluder is a filled rectangle or ellipse (random angle), each side 10-50% of the image's,
+    anywhere inside the image, filled with a random flat colour or with the same region of another
+    image of the batch (so colour alone does not find it)."""
+    import cv2
+
+    out, targets = [image.copy() for image in images], np.zeros((len(images), GRID * GRID), np.float32)
+    for i, image in enumerate(out):
+        if rng.random() >= p:
+            continue
+        h, w = image.shape[:2]
+        bw, bh = (np.array([w, h]) * rng.uniform(*OCCLUDER_SIDE, 2)).round().astype(int).clip(1)
+        x, y = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
+        mask = np.zeros((h, w), np.uint8)
+        if rng.random() < 0.5:
+            mask[y:y + bh, x:x + bw] = 1
+        else:
+            centre, axes = (x + bw // 2, y + bh // 2), (max(1, bw // 2), max(1, bh // 2))
+            cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, thickness=-1)
+        covered = mask.astype(bool)
+        if len(images) > 1 and rng.random() < 0.5:
+            other = (i + int(rng.integers(1, len(images)))) % len(images)
+            image[covered] = images[other][covered]
+        else:
+            image[covered] = rng.integers(0, 256, 3, dtype=np.uint8)
+        rows, cols = np.linspace(0, h, GRID + 1).astype(int), np.linspace(0, w, GRID + 1).astype(int)
+        cells = np.add.reduceat(np.add.reduceat(covered.astype(np.float32), rows[:-1], 0), cols[:-1], 1)
+        targets[i] = (cells / np.outer(np.diff(rows), np.diff(cols))).ravel()
+    return out, targets
 
 
 class BackboneNet(torch.nn.Module):
     """uint8 NCHW RGB -> a ResNet-18 trunk (`trunk`, what tasks start from) -> dropout -> one
-    linear head per label (age over 0..100, gender, race, emotion)."""
+    linear head per label (age over 0..100, gender, race, emotion), and with `occluder` the
+    drawn-occluder head (`occluder`: GRID*GRID logits of the covered fractions)."""
 
-    def __init__(self, width: int, dropout: float):
+    def __init__(self, width: int, dropout: float, occluder: bool = False):
         super().__init__()
         self.trunk = resnet18(1, width)
         features = self.trunk.fc.in_features
         self.trunk.fc = torch.nn.Identity()
         self.dropout = torch.nn.Dropout(dropout)
         self.heads = torch.nn.ModuleDict({name: torch.nn.Linear(features, size) for name, size in HEADS.items()})
-        for head in self.heads.values():
+        # only built when trained: a model folder's weights then always match its config, also a
+        # folder stored before the objective existed (load_model loads strictly)
+        self.occluder = torch.nn.Linear(features, GRID * GRID) if occluder else None
+        for head in [*self.heads.values(), *([self.occluder] if occluder else [])]:
             zero_init(head)
 
     def forward(self, x) -> dict:
         features = self.dropout(run_net(self.trunk, normalised(x)))
-        return {name: head(features) for name, head in self.heads.items()}
+        out = {name: head(features) for name, head in self.heads.items()}
+        if self.occluder is not None:
+            out["occluder"] = self.occluder(features)
+        return out
 
 
 def _masked_mean(values, mask):
@@ -64,10 +118,24 @@ def _masked_mean(values, mask):
 
 class BackboneRecipe(ImageRecipe):
     def build_model(self, config: dict):
-        return BackboneNet(int(config["width"]), float(config["dropout"]))
+        return BackboneNet(int(config["width"]), float(config["dropout"]), occluder=occluders_on(config))
 
     def targets(self, batch: dict, images: list[np.ndarray], config: dict) -> dict[str, np.ndarray]:
         return {label: np.asarray(batch[label], np.int64) for label in LABELS}
+
+    def prepare(self, batch: dict, config: dict, train: bool) -> dict:
+        """ImageRecipe's, and with the occluder objective on, the `occluder` grid targets of every
+        row: a training image gets its occluder in place, after the augmentation (fresh randomness
+        every batch), a validation image in an extra `occluded` copy (VAL_OCCLUDER_SEED: the same
+        draw every epoch and run), the label metrics staying on the clean images."""
+        raw = [load_image(p) for p in batch["path"]]
+        images = input_images({"image": raw}, config, train)
+        prepared = {"image": stacked(images), **self.targets(batch, raw, config)}
+        if occluders_on(config):
+            rng = np.random.default_rng() if train else np.random.default_rng(VAL_OCCLUDER_SEED)
+            occluded, prepared["occluder"] = draw_occluders(images, rng, float(config["occluder_p"]))
+            prepared["image" if train else "occluded"] = stacked(occluded)
+        return prepared
 
     def loss(self, model, batch: dict, config: dict):
         out = model(batch["image"])
@@ -82,12 +150,18 @@ class BackboneRecipe(ImageRecipe):
             labels = batch[head]
             ce = F.cross_entropy(out[head], labels.clamp_min(0), reduction="none", label_smoothing=smoothing)
             total = total + float(config[f"{head}_weight"]) * _masked_mean(ce, (labels >= 0).float())
+        if occluders_on(config):  # every row has its target: the head joins the graph every step
+            occluder = F.binary_cross_entropy_with_logits(out["occluder"], batch["occluder"].float())
+            total = total + float(config["occluder_weight"]) * occluder
         return total
 
     def evaluate(self, model, batches, config: dict) -> dict[str, float]:
-        errors, hits = [], {head: [] for head in ("gender", "race", "emotion")}
+        errors, hits, occluder_errors = [], {head: [] for head in ("gender", "race", "emotion")}, []
         for batch in batches:
             out = model(batch["image"])
+            if occluders_on(config):  # every cell of every row, on the drawn copies
+                covered = model(batch["occluded"])["occluder"].sigmoid()
+                occluder_errors.append((covered - batch["occluder"]).abs().flatten())
             faces = batch["age"] >= 0
             errors.append((expected_age(out["age"][faces].softmax(1)) - batch["age"][faces].float()).abs())
             for head, found in hits.items():
@@ -104,6 +178,8 @@ class BackboneRecipe(ImageRecipe):
                 metrics[f"{head}_accuracy"] = float(right.mean())
         accuracies = [v for k, v in metrics.items() if k.endswith("_accuracy") or k.startswith("age_within")]
         metrics["mean_accuracy"] = float(np.mean(accuracies))
+        if occluder_errors:  # not part of mean_accuracy: the metric stays the label heads'
+            metrics["occluder_mae"] = float(torch.cat(occluder_errors).mean())
         return metrics
 
 
@@ -154,6 +230,11 @@ class BackboneConfig(FaceAttributesConfig):
     """weight of the age head's loss"""
     emotion_weight: float = Field(1.0, ge=0)
     """weight of the emotion head's cross-entropy"""
+    occluder_weight: float = Field(0.0, ge=0)
+    """weight of the drawn-occluder head's loss (self-labelled: the covered fraction of each cell of
+    a 4x4 grid, by binary cross-entropy); 0 turns the objective off"""
+    occluder_p: float = Field(0.5, ge=0, le=1)
+    """chance that an image gets a drawn occluder (with occluder_weight > 0)"""
     aug_grey: float = 0.3
 
 

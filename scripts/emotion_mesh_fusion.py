@@ -1,0 +1,134 @@
+"""Late fusion of an emotion CNN with mediapipe's face-mesh geometry, measured (issue 23, part 2).
+
+    .venv/bin/python scripts/emotion_mesh_fusion.py --store S --run RUN_ID --data ../shared/data/fer2013 --out OUT
+
+Two experts and a stacking head, each fitted on faces the next is not tested on:
+- the stored emotion CNN (`--run`, a run of the emotion task): its class probabilities;
+- a mesh expert: LightGBM on the mesh geometry of FER's Training faces (facelab.fusion.mesh_geometry;
+  faces without a mesh are NaN rows, which LightGBM routes on its own);
+- a multinomial logistic head on both experts' log-probabilities, fitted on PublicTest (the CNN's
+  outputs on its own Training faces are overconfident), its regularisation by 5-fold CV there.
+Scored on the PrivateTest sample (`test/`) with the emotion format's metrics, against the CNN
+alone, the same head over the CNN alone (so a gain from re-calibration is not credited to the
+mesh) and the mesh expert alone. Writes OUT/fusion.json and OUT/confusion_matrix.png (fused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+EPS = 1e-6
+
+
+def split_rows(data: Path) -> dict[str, pd.DataFrame]:
+    """labels.csv's rows by Usage, only those whose image is in the folder (test/ is a sample)."""
+    labels = pd.read_csv(data / "labels.csv")
+    labels = labels[[(data / f).is_file() for f in labels["file"]]]
+    return {usage: rows.reset_index(drop=True) for usage, rows in labels.groupby("Usage")}
+
+
+def cnn_probabilities(model_dir: Path, paths: list[str]) -> np.ndarray:
+    from facelab.formats.fer import EMOTIONS
+    from facelab.fusion import map_paths
+    from facelab.tasks import get_task
+
+    columns = map_paths(paths, get_task("emotion").predictor_class, {"model_dir": str(model_dir)})
+    return np.stack([columns[f"p_{e}"] for e in EMOTIONS], axis=1).astype(np.float64)
+
+
+def mesh_expert(train_x: np.ndarray, train_y: np.ndarray, seed: int):
+    import lightgbm
+
+    model = lightgbm.LGBMClassifier(n_estimators=400, learning_rate=0.05, num_leaves=31, subsample=0.8,
+                                    subsample_freq=1, colsample_bytree=0.5, random_state=seed, verbose=-1)
+    return model.fit(train_x, train_y)
+
+
+def stacking_head(features: np.ndarray, labels: np.ndarray, seed: int):
+    from sklearn.linear_model import LogisticRegressionCV
+
+    return LogisticRegressionCV(Cs=10, cv=5, max_iter=2000, random_state=seed).fit(features, labels)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--run", default="promoted", help="emotion run id (default: the promoted one)")
+    parser.add_argument("--data", type=Path, required=True, help="FER-2013 folder (labels.csv, train/, validation/, test/)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # LogisticRegressionCV's 1.10 defaults
+
+    import ray
+
+    from facelab import plots
+    from facelab.formats.fer import EMOTIONS, emotion_metrics
+    from facelab.fusion import MESH_SIDE, MeshGeometry, map_paths
+    from facelab.store import ModelStore
+
+    store = ModelStore(args.store)
+    run_id = store.promoted("emotion") if args.run == "promoted" else args.run
+    run = store.load("emotion", run_id)
+    data, out = args.data.resolve(), args.out
+    out.mkdir(parents=True, exist_ok=True)
+    rows = split_rows(data)
+    train, val, test = rows["Training"], rows["PublicTest"], rows["PrivateTest"]
+    seconds: dict[str, float] = {}
+    ray.init(ignore_reinit_error=True)
+
+    start = time.time()
+    mesh = {name: map_paths([str(data / f) for f in split["file"]], MeshGeometry, {})["geometry"].astype(np.float32)
+            for name, split in (("train", train), ("val", val), ("test", test))}
+    seconds["mesh"] = time.time() - start
+    found = {name: float(np.isfinite(x[:, 0]).mean()) for name, x in mesh.items()}
+    print(f"mesh found: {found} ({seconds['mesh']:.0f} s)", flush=True)
+
+    start = time.time()
+    cnn = {name: cnn_probabilities(run.model_dir, [str(data / f) for f in split["file"]])
+           for name, split in (("val", val), ("test", test))}
+    seconds["cnn"] = time.time() - start
+
+    start = time.time()
+    y = {name: split["emotion_name"].map(EMOTIONS.index).to_numpy() for name, split in
+         (("train", train), ("val", val), ("test", test))}
+    expert = mesh_expert(mesh["train"], y["train"], args.seed)
+    mesh_p = {name: expert.predict_proba(mesh[name]) for name in ("val", "test")}
+    seconds["mesh_expert"] = time.time() - start
+
+    start = time.time()
+    log = {name: {"cnn": np.log(cnn[name] + EPS), "mesh": np.log(mesh_p[name] + EPS)} for name in ("val", "test")}
+    cnn_head = stacking_head(log["val"]["cnn"], y["val"], args.seed)
+    fused_head = stacking_head(np.hstack([log["val"]["cnn"], log["val"]["mesh"]]), y["val"], args.seed)
+    seconds["heads"] = time.time() - start
+
+    predictions = {
+        "cnn": cnn["test"].argmax(1),
+        "cnn_recalibrated": cnn_head.predict(log["test"]["cnn"]),
+        "mesh": mesh_p["test"].argmax(1),
+        "cnn_and_mesh": fused_head.predict(np.hstack([log["test"]["cnn"], log["test"]["mesh"]])),
+    }
+    names = np.array(EMOTIONS)
+    truth = names[y["test"]]
+    results = {model: emotion_metrics(truth, names[p], train["emotion_name"]) for model, p in predictions.items()}
+    record = {"emotion_run": run.run_id, "data": str(data), "rows": {k: len(v) for k, v in rows.items()},
+              "mesh_found": found, "mesh_side": MESH_SIDE,
+              "seconds": {k: round(v, 1) for k, v in seconds.items()}, "test": results}
+    (out / "fusion.json").write_text(json.dumps(record, indent=2))
+    plots.confusion_matrix_png(truth, names[predictions["cnn_and_mesh"]], EMOTIONS, out / "confusion_matrix.png",
+                               title=f"emotion CNN {run.run_id} + mesh (PrivateTest sample)")
+    print(f"{'test (PrivateTest sample)':28s} {'accuracy':>9s} {'macro-F1':>9s} {'at FER prior':>13s}")
+    for model, scores in results.items():
+        print(f"{model:28s} {scores['accuracy']:9.3f} {scores['f1_macro']:9.3f} {scores['accuracy_at_train_prior']:13.3f}")
+    print(f"seconds: {record['seconds']}; written {out / 'fusion.json'}")
+
+
+if __name__ == "__main__":
+    main()
