@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from jobs import config, data, demo, promote, score, serve, submit, train, tune
+from jobs import config, data, demo, fuse, promote, score, serve, submit, train, tune
 from jobs import synth as synth_job
 from jobs.embed import embed
 from jobs.detect_bench import detect_bench
@@ -20,6 +20,7 @@ app.add_typer(gallery_app, name="gallery")
 app.add_typer(config.app, name="config")
 app.command()(train.train)
 app.command()(tune.tune)
+app.command(name="fuse-mesh")(fuse.fuse_mesh)
 app.command()(promote.promote)
 app.command()(promote.runs)
 app.command()(submit.submit)

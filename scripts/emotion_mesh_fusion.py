@@ -1,30 +1,25 @@
-"""Late fusion of an emotion CNN with mediapipe's face-mesh geometry, measured (issue 23, part 2).
+"""Late fusion of an emotion CNN with mediapipe's face-mesh geometry, measured with its ablations
+(issue 23, part 2).
 
     .venv/bin/python scripts/emotion_mesh_fusion.py --store S --run RUN_ID --data ../shared/data/fer2013 --out OUT
 
-Two experts and a stacking head, each fitted on faces the next is not tested on:
-- the stored emotion CNN (`--run`, a run of the emotion task): its class probabilities;
-- a mesh expert: LightGBM on the mesh geometry of FER's Training faces (facelab.fusion.mesh_geometry;
-  faces without a mesh are NaN rows, which LightGBM routes on its own);
-- a multinomial logistic head on both experts' log-probabilities, fitted on PublicTest (the CNN's
-  outputs on its own Training faces are overconfident), its regularisation by 5-fold CV there.
-Scored on the PrivateTest sample (`test/`) with the emotion format's metrics, against the CNN
-alone, the same head over the CNN alone (so a gain from re-calibration is not credited to the
-mesh) and the mesh expert alone. Writes OUT/fusion.json and OUT/confusion_matrix.png (fused).
+The fused model is what `facelab fuse-mesh` stores (facelab.fusion.MeshFusion: a LightGBM mesh
+expert on FER's Training faces, a logistic head over both experts' log-probabilities fitted on
+PublicTest). Scored on the PrivateTest sample (`test/`) with the emotion format's metrics, against
+the CNN alone, the same kind of head over the CNN alone (so a gain from re-calibration is not
+credited to the mesh) and the mesh expert alone. Writes OUT/fusion.json and OUT/confusion_matrix.png
+(fused).
 """
 
 from __future__ import annotations
 
 import argparse
-import warnings
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-EPS = 1e-6
 
 
 def split_rows(data: Path) -> dict[str, pd.DataFrame]:
@@ -43,20 +38,6 @@ def cnn_probabilities(model_dir: Path, paths: list[str]) -> np.ndarray:
     return np.stack([columns[f"p_{e}"] for e in EMOTIONS], axis=1).astype(np.float64)
 
 
-def mesh_expert(train_x: np.ndarray, train_y: np.ndarray, seed: int):
-    import lightgbm
-
-    model = lightgbm.LGBMClassifier(n_estimators=400, learning_rate=0.05, num_leaves=31, subsample=0.8,
-                                    subsample_freq=1, colsample_bytree=0.5, random_state=seed, verbose=-1)
-    return model.fit(train_x, train_y)
-
-
-def stacking_head(features: np.ndarray, labels: np.ndarray, seed: int):
-    from sklearn.linear_model import LogisticRegressionCV
-
-    return LogisticRegressionCV(Cs=10, cv=5, max_iter=2000, random_state=seed).fit(features, labels)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", required=True)
@@ -65,13 +46,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # LogisticRegressionCV's 1.10 defaults
 
     import ray
 
     from facelab import plots
     from facelab.formats.fer import EMOTIONS, emotion_metrics
-    from facelab.fusion import MESH_SIDE, MeshGeometry, map_paths
+    from facelab.fusion import EPS, MESH_SIDE, MeshFusion, MeshGeometry, map_paths, stacking_head
     from facelab.store import ModelStore
 
     store = ModelStore(args.store)
@@ -99,27 +79,21 @@ def main() -> None:
     start = time.time()
     y = {name: split["emotion_name"].map(EMOTIONS.index).to_numpy() for name, split in
          (("train", train), ("val", val), ("test", test))}
-    expert = mesh_expert(mesh["train"], y["train"], args.seed)
-    mesh_p = {name: expert.predict_proba(mesh[name]) for name in ("val", "test")}
-    seconds["mesh_expert"] = time.time() - start
-
-    start = time.time()
-    log = {name: {"cnn": np.log(cnn[name] + EPS), "mesh": np.log(mesh_p[name] + EPS)} for name in ("val", "test")}
-    cnn_head = stacking_head(log["val"]["cnn"], y["val"], args.seed)
-    fused_head = stacking_head(np.hstack([log["val"]["cnn"], log["val"]["mesh"]]), y["val"], args.seed)
-    seconds["heads"] = time.time() - start
+    fusion = MeshFusion.fit(mesh["train"], y["train"], cnn["val"], mesh["val"], y["val"], seed=args.seed)
+    recalibrated = stacking_head(np.log(cnn["val"] + EPS), y["val"], args.seed)
+    seconds["fit"] = time.time() - start
 
     predictions = {
         "cnn": cnn["test"].argmax(1),
-        "cnn_recalibrated": cnn_head.predict(log["test"]["cnn"]),
-        "mesh": mesh_p["test"].argmax(1),
-        "cnn_and_mesh": fused_head.predict(np.hstack([log["test"]["cnn"], log["test"]["mesh"]])),
+        "cnn_recalibrated": recalibrated.predict(np.log(cnn["test"] + EPS)),
+        "mesh": fusion.expert_probs(mesh["test"]).argmax(1),
+        "cnn_and_mesh": fusion.predict_proba(cnn["test"], mesh["test"]).argmax(1),
     }
     names = np.array(EMOTIONS)
     truth = names[y["test"]]
     results = {model: emotion_metrics(truth, names[p], train["emotion_name"]) for model, p in predictions.items()}
     record = {"emotion_run": run.run_id, "data": str(data), "rows": {k: len(v) for k, v in rows.items()},
-              "mesh_found": found, "mesh_side": MESH_SIDE,
+              "mesh_found": found, "mesh_side": MESH_SIDE, "fusion": fusion.info,
               "seconds": {k: round(v, 1) for k, v in seconds.items()}, "test": results}
     (out / "fusion.json").write_text(json.dumps(record, indent=2))
     plots.confusion_matrix_png(truth, names[predictions["cnn_and_mesh"]], EMOTIONS, out / "confusion_matrix.png",

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from facelab.errors import FacelabError
 from facelab.formats.embeddings import l2_normalize
 from facelab.formats.fairface import EMBEDDINGS, write_embeddings
+from facelab.formats.fer import EMOTIONS
 from facelab.tasks.backbone import BackbonePredictor
 
 FUSION_FILE = "fusion.json"
@@ -103,17 +104,133 @@ class MeshGeometry:
 
         self.mesh, self.side, self.size = FaceMesh(max_faces=1), side, 2 * len(contour_points())
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def geometry(self, images) -> np.ndarray:
+        """[n, size] geometry of HxW(x3) uint8 images, NaN rows where no mesh is found."""
         import cv2
 
+        from facelab.vision import rgb
+
+        rows = []
+        for image in images:
+            found = self.mesh(cv2.resize(rgb(image), (self.side, self.side), interpolation=cv2.INTER_CUBIC))
+            rows.append(mesh_geometry(found[0]) if found else np.full(self.size, np.nan, np.float32))
+        return np.stack(rows) if rows else np.zeros((0, self.size), np.float32)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from facelab.vision import load_image
 
-        geometry = []
-        for path in batch["path"]:
-            image = cv2.resize(load_image(path), (self.side, self.side), interpolation=cv2.INTER_CUBIC)
-            found = self.mesh(image)
-            geometry.append(mesh_geometry(found[0]) if found else np.full(self.size, np.nan, np.float32))
-        return {"geometry": np.stack(geometry), "_row": batch["_row"]}
+        return {"geometry": self.geometry([load_image(p) for p in batch["path"]]), "_row": batch["_row"]}
+
+
+# --- late fusion of a classifier with a mesh expert ------------------------------------------
+
+MESH_EXPERT, MESH_HEAD = "mesh_expert.txt", "mesh_head.json"  # what a fused model folder adds
+MESH_FUSION_CLASSES = {"emotion": EMOTIONS}  # tasks whose predictor fuses: their classes, in p_<class> order
+EPS = 1e-6
+
+
+def stacking_head(features: np.ndarray, labels: np.ndarray, seed: int = 0):
+    """A multinomial logistic regression, its regularisation picked by 5-fold CV."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegressionCV
+
+    with warnings.catch_warnings():  # scikit-learn 1.9 announces its 1.10 defaults
+        warnings.simplefilter("ignore", FutureWarning)
+        return LogisticRegressionCV(Cs=10, cv=5, max_iter=2000, random_state=seed).fit(features, labels)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+class MeshFusion:
+    """A classifier's class probabilities fused late with a mesh expert's.
+
+    The expert is LightGBM on mesh geometry (a face without a mesh is a NaN row, which its trees
+    route on their own), trained on the classifier's training faces; the head, a logistic
+    regression over both log-probabilities, on its validation faces (the classifier's outputs on
+    its own training faces are overconfident)."""
+
+    def __init__(self, expert, coef: np.ndarray, intercept: np.ndarray, classes: int, info: dict):
+        self.expert, self.coef, self.intercept, self.classes, self.info = expert, coef, intercept, classes, info
+
+    @classmethod
+    def fit(cls, train_geometry, train_labels, val_probs, val_geometry, val_labels, *, seed: int = 0) -> "MeshFusion":
+        import lightgbm
+
+        classes = val_probs.shape[1]
+        params = {"objective": "multiclass", "num_class": classes, "learning_rate": 0.05, "num_leaves": 31,
+                  "bagging_fraction": 0.8, "bagging_freq": 1, "feature_fraction": 0.5, "seed": seed, "verbose": -1}
+        expert = lightgbm.train(params, lightgbm.Dataset(train_geometry, np.asarray(train_labels)), num_boost_round=400)
+        features = np.hstack([np.log(val_probs + EPS), np.log(expert.predict(val_geometry) + EPS)])
+        head = stacking_head(features, np.asarray(val_labels), seed)
+        coef, intercept = np.zeros((classes, features.shape[1])), np.full(classes, -1e9)
+        coef[head.classes_], intercept[head.classes_] = head.coef_, head.intercept_  # classes val lacks: never
+        info = {"head_C": float(head.C_[0]), "head_cv_accuracy": float(next(iter(head.scores_.values())).mean(0).max()),
+                "train_meshed": float(np.isfinite(train_geometry[:, 0]).mean()), "train_rows": len(train_geometry),
+                "val_rows": len(val_geometry)}
+        return cls(expert, coef, intercept, classes, info)
+
+    def expert_probs(self, geometry: np.ndarray) -> np.ndarray:
+        return self.expert.predict(geometry).reshape(len(geometry), self.classes)
+
+    def predict_proba(self, probs: np.ndarray, geometry: np.ndarray) -> np.ndarray:
+        features = np.hstack([np.log(probs + EPS), np.log(self.expert_probs(geometry) + EPS)])
+        return _softmax(features @ self.coef.T + self.intercept)
+
+    def save(self, folder: Path) -> None:
+        self.expert.save_model(str(Path(folder) / MESH_EXPERT))
+        (Path(folder) / MESH_HEAD).write_text(json.dumps({"coef": self.coef.tolist(), "intercept": self.intercept.tolist(),
+                                                          "classes": self.classes, "info": self.info}, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path) -> "MeshFusion | None":
+        """The fusion of a model folder, None when it has none."""
+        import lightgbm
+
+        folder = Path(folder)
+        if not (folder / MESH_HEAD).is_file():
+            return None
+        head = json.loads((folder / MESH_HEAD).read_text())
+        return cls(lightgbm.Booster(model_file=str(folder / MESH_EXPERT)), np.array(head["coef"]),
+                   np.array(head["intercept"]), int(head["classes"]), head["info"])
+
+
+def fuse_mesh(store, task_name: str, run: str, data: Path, *, seed: int = 0, promote: bool = False) -> dict:
+    """A new run of `task_name` (emotion): the stored run `run` ('promoted' or an id) with a mesh
+    expert and a stacking head fitted on its data's train and val splits (MeshFusion); its predictor
+    fuses every prediction. The new run keeps the run's config and records the run it fused."""
+    import tempfile
+
+    from facelab.tasks import get_task
+    from facelab.train import load_fit_data
+    from facelab.store import fingerprint
+
+    task, classes = get_task(task_name), MESH_FUSION_CLASSES.get(task_name)
+    if classes is None:
+        raise FacelabError(f"task '{task_name}' has no mesh fusion (tasks with one: {', '.join(MESH_FUSION_CLASSES)})")
+    run_id = store.promoted(task_name) if run == "promoted" else run
+    stored = store.load(task_name, run_id)
+    splits = {split: read.dataset.to_pandas() for split, read in load_fit_data(task, data).items()}
+    train, val = (splits[s] for s in task.fit_splits)
+    geometry = {name: map_paths(list(rows["path"]), MeshGeometry, {})["geometry"].astype(np.float32)
+                for name, rows in (("train", train), ("val", val))}
+    columns = map_paths(list(val["path"]), task.predictor_class, {"model_dir": str(stored.model_dir)})
+    val_probs = np.stack([columns[f"p_{c}"] for c in classes], 1).astype(np.float64)
+    labels = {name: rows["label"].map(classes.index).to_numpy() for name, rows in (("train", train), ("val", val))}
+    fusion = MeshFusion.fit(geometry["train"], labels["train"], val_probs, geometry["val"], labels["val"], seed=seed)
+    with tempfile.TemporaryDirectory(prefix=f"facelab-{task_name}-fused-") as tmp:
+        folder = Path(tmp) / "model"
+        shutil.copytree(stored.model_dir, folder)
+        fusion.save(folder)
+        metrics = {**stored.metrics, **{f"fusion_{k}": v for k, v in fusion.info.items()}}
+        new_id = store.save(task_name, folder, config=stored.config, metrics=metrics, data_fingerprint=fingerprint(data),
+                            extra={"data": str(Path(data).resolve()), "fused_from": stored.run_id, "fusion": "mesh"})
+    if promote:
+        store.promote(task_name, new_id)
+    return {"task": task_name, "run_id": new_id, "fused_from": stored.run_id, "promoted": promote, **fusion.info}
 
 
 def fuse_backbone_features(data: Path, out: Path, store, backbone: str, data_root: Path, *,

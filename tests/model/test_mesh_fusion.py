@@ -49,3 +49,80 @@ def test_a_real_face_is_meshed_and_a_blank_picture_is_not(data_root, tmp_path):
     assert np.isfinite(geometry[:5]).all(axis=1).sum() >= 3, "mediapipe meshed fewer than 3 of 5 real faces"
     assert np.isnan(geometry[5]).all()
     assert list(out["_row"]) == list(range(6))
+
+
+def test_the_mesh_expert_adds_what_the_classifier_misses():
+    """Synthetic experts: the classifier tells classes 0-2 apart only, the geometry 3-5 only (and
+    has missing rows); fused, the stored-and-reloaded fusion beats either alone on held-out rows."""
+    from facelab.fusion import MeshFusion
+
+    rng = np.random.default_rng(0)
+
+    def rows(n):
+        y = rng.integers(0, 6, n)
+        probs = np.full((n, 6), 0.1)
+        probs[np.arange(n), np.where(y < 3, y, 3)] = 0.5  # 3-5 all look like 3
+        probs /= probs.sum(1, keepdims=True)
+        geometry = rng.normal(0, 1, (n, 20)).astype(np.float32)
+        geometry[:, 0] += 3.0 * np.where(y >= 3, y - 2, 0)  # 0-2 all look alike
+        geometry[rng.random(n) < 0.1] = np.nan
+        return probs, geometry, y
+
+    _, train_geometry, train_y = rows(600)
+    val_probs, val_geometry, val_y = rows(300)
+    test_probs, test_geometry, test_y = rows(300)
+    fusion = MeshFusion.fit(train_geometry, train_y, val_probs, val_geometry, val_y)
+    fused = fusion.predict_proba(test_probs, test_geometry)
+    assert fused.shape == (300, 6) and np.allclose(fused.sum(1), 1)
+    accuracy = {"classifier": (test_probs.argmax(1) == test_y).mean(),
+                "mesh": (fusion.expert_probs(test_geometry).argmax(1) == test_y).mean(),
+                "fused": (fused.argmax(1) == test_y).mean()}
+    assert accuracy["fused"] > max(accuracy["classifier"], accuracy["mesh"]) + 0.1, accuracy
+    assert 0 < fusion.info["head_cv_accuracy"] <= 1
+
+
+def test_fuse_mesh_stores_a_run_whose_predictor_fuses(task_fit, data_root, tmp_path):
+    """`facelab fuse-mesh` on real FER-2013 faces (a small copy) with the suite's emotion fit:
+    a new unpromoted run holding the CNN and the fusion, recording the run it fused; its batch
+    predictor answers the fused probabilities, also for an `image` row (the Serve path)."""
+    import shutil
+
+    import pandas as pd
+
+    from facelab.formats.fer import EMOTIONS
+    from facelab.fusion import MESH_HEAD, MeshFusion, MeshGeometry, fuse_mesh
+    from facelab.store import ModelStore
+    from facelab.tasks import get_task
+    from facelab.vision import load_image
+
+    source = data_root / "fer2013"
+    if not (source / "labels.csv").is_file():
+        pytest.skip(f"FER-2013 not found at {source}")
+    labels = pd.read_csv(source / "labels.csv")
+    small = pd.concat([labels[labels["Usage"] == usage].groupby("emotion_name").head(n)
+                       for usage, n in (("Training", 8), ("PublicTest", 6), ("PrivateTest", 1))])
+    for file in small["file"]:
+        (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / file, tmp_path / file)
+    small.to_csv(tmp_path / "labels.csv", index=False)
+
+    fit = task_fit("emotion")
+    store = ModelStore(fit.store)
+    fused = fuse_mesh(store, "emotion", fit.run_id, tmp_path)
+    assert fused["fused_from"] == fit.run_id and not fused["promoted"]
+    assert store.promoted("emotion") == fit.run_id
+    run = store.load("emotion", fused["run_id"])
+    assert (run.model_dir / MESH_HEAD).is_file() and run.manifest["fused_from"] == fit.run_id
+    assert run.config == store.load("emotion", fit.run_id).config
+
+    paths = [str(tmp_path / f) for f in small.loc[small["Usage"] == "PrivateTest", "file"]]
+    plain = get_task("emotion").predictor_class(str(store.load("emotion", fit.run_id).model_dir))
+    predictor = get_task("emotion").predictor_class(str(run.model_dir))
+    batch = {"path": np.array(paths), "_row": np.arange(len(paths))}
+    cnn = np.stack([plain(batch)[f"p_{e}"] for e in EMOTIONS], 1)
+    expected = MeshFusion.load(run.model_dir).predict_proba(cnn, MeshGeometry().geometry([load_image(p) for p in paths]))
+    out = predictor(batch)
+    np.testing.assert_allclose(np.stack([out[f"p_{e}"] for e in EMOTIONS], 1), expected, atol=1e-6)
+    assert list(out["label"]) == [EMOTIONS[i] for i in expected.argmax(1)]
+    served = predictor({"image": [load_image(paths[0])]})
+    np.testing.assert_allclose([served[f"p_{e}"][0] for e in EMOTIONS], expected[0], atol=1e-6)

@@ -164,9 +164,18 @@ class EmotionRecipe(ImageRecipe):
 # --- prediction -----------------------------------------------------------------------------
 
 class EmotionPredictor(ImagePredictor):
-    """`label` (the emotion) and `p_<emotion>` for each of the 7, over `path` or `image` rows."""
+    """`label` (the emotion) and `p_<emotion>` for each of the 7, over `path` or `image` rows. A
+    model folder fused with mediapipe's mesh (`facelab fuse-mesh`, facelab.fusion.MeshFusion) meshes
+    each image too and answers the fused probabilities."""
 
     recipe = EmotionRecipe
+
+    def __init__(self, model_dir: str):
+        from facelab.fusion import MeshFusion, MeshGeometry
+
+        super().__init__(model_dir)
+        self.fusion = MeshFusion.load(Path(model_dir))
+        self.mesh = MeshGeometry() if self.fusion is not None else None
 
     def outputs(self, x, images: list[np.ndarray]) -> dict:
         return {"probs": self.model(x).softmax(1)}
@@ -174,6 +183,16 @@ class EmotionPredictor(ImagePredictor):
     def finish(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         probs = outputs["probs"]
         return {"label": np.array(EMOTIONS)[probs.argmax(1)], **{f"p_{e}": probs[:, i] for i, e in enumerate(EMOTIONS)}}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = super().__call__(batch)
+        if self.fusion is None:
+            return result
+        from facelab.vision import load_image
+
+        images = batch["image"] if "image" in batch else [load_image(p) for p in batch["path"]]
+        cnn = np.stack([result[f"p_{e}"] for e in EMOTIONS], axis=1)
+        return {**result, **self.finish({"probs": self.fusion.predict_proba(cnn, self.mesh.geometry(images))})}
 
 
 class EmotionConfig(ImagePredictorConfig, StartsFromBackbone):
