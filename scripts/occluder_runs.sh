@@ -6,13 +6,13 @@
 #
 #   nohup bash scripts/occluder_runs.sh OUT [TASK...] > OUT.log 2>&1 &
 #
-# TASKS default to "mask-face age-gender"; EPOCHS (default 4) are the backbones' epochs, fewer than the
+# TASKS default to mask-face; EPOCHS (default 4) are the backbones' epochs, fewer than the
 # default config's 12 so that both fit in an hour on the 2-core CPU. OUT/occluder-<weight>/ holds the
 # backbone's training output and backbone_runs.sh's results (runs.csv, score.json per task, curves).
 # The data root is $FACELAB_DATA_ROOT or ../shared/data.
 set -euo pipefail
 out=$(realpath -m "$1"); shift
-tasks=("${@:-mask-face age-gender}"); tasks=(${tasks[@]})
+tasks=("${@:-mask-face}"); tasks=(${tasks[@]})
 here=$(dirname "$0")
 root=$(realpath "${FACELAB_DATA_ROOT:-$here/../../shared/data}")
 facelab=$(realpath "$here/../.venv/bin/facelab")
