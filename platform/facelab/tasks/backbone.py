@@ -231,8 +231,7 @@ class BackboneConfig(FaceAttributesConfig):
     emotion_weight: float = Field(1.0, ge=0)
     """weight of the emotion head's cross-entropy"""
     occluder_weight: float = Field(0.0, ge=0)
-    """weight of the drawn-occluder head's loss (self-labelled: the covered fraction of each cell of
-    a 4x4 grid, by binary cross-entropy); 0 turns the objective off"""
+    """weight of the drawn-occluder head's loss (each 4x4 grid cell's covered fraction; 0: off)"""
     occluder_p: float = Field(0.5, ge=0, le=1)
     """chance that an image gets a drawn occluder (with occluder_weight > 0)"""
     aug_grey: float = 0.3
