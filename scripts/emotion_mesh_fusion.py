@@ -29,15 +29,6 @@ def split_rows(data: Path) -> dict[str, pd.DataFrame]:
     return {usage: rows.reset_index(drop=True) for usage, rows in labels.groupby("Usage")}
 
 
-def cnn_probabilities(model_dir: Path, paths: list[str]) -> np.ndarray:
-    from facelab.formats.fer import EMOTIONS
-    from facelab.fusion import map_paths
-    from facelab.tasks import get_task
-
-    columns = map_paths(paths, get_task("emotion").predictor_class, {"model_dir": str(model_dir)})
-    return np.stack([columns[f"p_{e}"] for e in EMOTIONS], axis=1).astype(np.float64)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", required=True)
@@ -51,7 +42,7 @@ def main() -> None:
 
     from facelab import plots
     from facelab.formats.fer import EMOTIONS, emotion_metrics
-    from facelab.fusion import EPS, MESH_SIDE, MeshFusion, MeshGeometry, map_paths, stacking_head
+    from facelab.fusion import EPS, MESH_SIDE, MeshFusion, MeshGeometry, class_probabilities, map_paths, stacking_head
     from facelab.store import ModelStore
 
     store = ModelStore(args.store)
@@ -72,7 +63,7 @@ def main() -> None:
     print(f"mesh found: {found} ({seconds['mesh']:.0f} s)", flush=True)
 
     start = time.time()
-    cnn = {name: cnn_probabilities(run.model_dir, [str(data / f) for f in split["file"]])
+    cnn = {name: class_probabilities("emotion", run.model_dir, [str(data / f) for f in split["file"]])
            for name, split in (("val", val), ("test", test))}
     seconds["cnn"] = time.time() - start
 

@@ -198,6 +198,14 @@ class MeshFusion:
                    np.array(head["intercept"]), int(head["classes"]), head["info"])
 
 
+def class_probabilities(task_name: str, model_dir: Path, paths: list[str]) -> np.ndarray:
+    """[n, classes] of the task's predictor of `model_dir` over image paths (its p_<class> columns)."""
+    from facelab.tasks import get_task
+
+    columns = map_paths(paths, get_task(task_name).predictor_class, {"model_dir": str(model_dir)})
+    return np.stack([columns[f"p_{c}"] for c in MESH_FUSION_CLASSES[task_name]], 1).astype(np.float64)
+
+
 def fuse_mesh(store, task_name: str, run: str, data: Path, *, seed: int = 0, promote: bool = False) -> dict:
     """A new run of `task_name` (emotion): the stored run `run` ('promoted' or an id) with a mesh
     expert and a stacking head fitted on its data's train and val splits (MeshFusion); its predictor
@@ -217,8 +225,7 @@ def fuse_mesh(store, task_name: str, run: str, data: Path, *, seed: int = 0, pro
     train, val = (splits[s] for s in task.fit_splits)
     geometry = {name: map_paths(list(rows["path"]), MeshGeometry, {})["geometry"].astype(np.float32)
                 for name, rows in (("train", train), ("val", val))}
-    columns = map_paths(list(val["path"]), task.predictor_class, {"model_dir": str(stored.model_dir)})
-    val_probs = np.stack([columns[f"p_{c}"] for c in classes], 1).astype(np.float64)
+    val_probs = class_probabilities(task_name, stored.model_dir, list(val["path"]))
     labels = {name: rows["label"].map(classes.index).to_numpy() for name, rows in (("train", train), ("val", val))}
     fusion = MeshFusion.fit(geometry["train"], labels["train"], val_probs, geometry["val"], labels["val"], seed=seed)
     with tempfile.TemporaryDirectory(prefix=f"facelab-{task_name}-fused-") as tmp:

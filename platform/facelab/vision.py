@@ -160,9 +160,13 @@ class ImageRecipe(TorchRecipe):
     def targets(self, batch: dict, images: list[np.ndarray], config: dict) -> dict[str, np.ndarray]:
         return {}
 
-    def prepare(self, batch: dict, config: dict, train: bool) -> dict:
+    def images(self, batch: dict, config: dict, train: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(the rows' images as read, the model's input images: sized and, in training, augmented)."""
         raw = [load_image(p) for p in batch["path"]]
-        images = input_images({"image": raw}, config, train)
+        return raw, input_images({"image": raw}, config, train)
+
+    def prepare(self, batch: dict, config: dict, train: bool) -> dict:
+        raw, images = self.images(batch, config, train)
         return {"image": stacked(images), **self.targets(batch, raw, config)}
 
     def scheduler(self, optimizer, config: dict):

@@ -35,8 +35,7 @@ from facelab.image_requests import FaceImageRequest, demo_image_requests, reques
 from facelab.face_attributes import (AGES, FaceAttributesConfig, GenderAnswer, age_distribution, attributes_answer,
                                      expected_age)
 from facelab.tasks.torch_task import ImageTorchTask
-from facelab.vision import (ImagePredictor, ImageRecipe, input_images, load_image, normalised, resnet18, run_net,
-                            stacked, zero_init)
+from facelab.vision import ImagePredictor, ImageRecipe, normalised, resnet18, run_net, stacked, zero_init
 
 HEADS = {"age": AGES, "gender": len(GENDERS), "race": len(RACES), "emotion": len(EMOTIONS)}  # the label heads
 GRID = 4  # the occluder head predicts the covered fraction of each cell of a GRID x GRID grid
@@ -128,8 +127,7 @@ class BackboneRecipe(ImageRecipe):
         row: a training image gets its occluder in place, after the augmentation (fresh randomness
         every batch), a validation image in an extra `occluded` copy (VAL_OCCLUDER_SEED: the same
         draw every epoch and run), the label metrics staying on the clean images."""
-        raw = [load_image(p) for p in batch["path"]]
-        images = input_images({"image": raw}, config, train)
+        raw, images = self.images(batch, config, train)
         prepared = {"image": stacked(images), **self.targets(batch, raw, config)}
         if occluders_on(config):
             rng = np.random.default_rng() if train else np.random.default_rng(VAL_OCCLUDER_SEED)
