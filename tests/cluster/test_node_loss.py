@@ -99,14 +99,19 @@ def _reports(result_json: Path) -> list[dict]:
     return [json.loads(line) for line in lines if line.endswith("}")]
 
 
-def _check_resumed(reports: list[dict], victim: str, survivor: str, killed_after: int) -> None:
-    """Every epoch once, in order; those up to the kill on the victim, those after on the survivor."""
+def _check_resumed(reports: list[dict], victim: str, survivor: str, killed_after: int) -> int:
+    """Every epoch once, in order: a run of epochs on the victim (at least those seen before the kill),
+    then the rest, at least one, on the survivor alone. The epoch of the switch is not pinned to the
+    kill: what the test read when it killed (Tune's result.json) can lag the run by more than one epoch
+    on a loaded machine (seen in CI: two epochs). Returns the last epoch run on the victim."""
     epochs = [int(r["epoch"]) for r in reports]
     assert epochs == list(range(1, EPOCHS + 1)), f"an epoch ran twice or not at all: {epochs}"
-    before = {r["nodes"] for r in reports if int(r["epoch"]) <= killed_after}
-    after = {r["nodes"] for r in reports if int(r["epoch"]) > killed_after + 1}
-    assert all(victim in nodes for nodes in before), before
-    assert after and all(set(nodes.split(",")) == {survivor} for nodes in after), after
+    nodes = [set(r["nodes"].split(",")) for r in reports]
+    switch = next((i for i, n in enumerate(nodes) if victim not in n), len(nodes))
+    assert switch >= killed_after, f"epochs seen on {victim} before the kill ran elsewhere: {nodes[:killed_after]}"
+    assert switch < len(nodes), f"no epoch ran after the kill of {victim}: {nodes}"
+    assert all(n == {survivor} for n in nodes[switch:]), f"after the switch, not on {survivor} alone: {nodes[switch:]}"
+    return switch
 
 
 # --- 1. a Tune sweep ------------------------------------------------------------------------------
@@ -150,10 +155,10 @@ def test_a_sweep_loses_a_node_and_its_trial_resumes_on_the_survivor(node_loss_cl
     # report can be lost with the node after the trial's Train run checkpointed it (seen: epoch 3 in the
     # Train run's checkpoint snapshot, resumed from, missing from result.json)
     histories = {t: _final_history(store, t) for t in trials()}
-    _check_resumed(histories[trial], victim, survivor, killed_after)
+    last_on_victim = _check_resumed(histories[trial], victim, survivor, killed_after)
     other = next(t for t in histories if t != trial)
     assert [int(r["epoch"]) for r in histories[other]] == list(range(1, EPOCHS + 1))
-    print(f"sweep: trial {trial} ran epochs 1-{killed_after} on {victim}, the rest on {survivor}; "
+    print(f"sweep: trial {trial} ran epochs 1-{last_on_victim} on {victim}, the rest on {survivor}; "
           f"{other} on {sorted({r['nodes'] for r in histories[other]})}")
 
 
