@@ -123,7 +123,8 @@ def _flat(points) -> list[float]:
 
 
 class FaceEmbedder:
-    """Batch class for `map_batches`: rows `bytes` + `file` in, one row per face (SCHEMA) out."""
+    """Batch class for `map_batches`: rows `file` + `bytes` (or `path`, read here) in, one row per face
+    (SCHEMA) out."""
 
     def __init__(self, options: dict | None = None):
         from facelab.faces import FaceEncoder, get_detector
@@ -159,12 +160,17 @@ class FaceEmbedder:
                 for i, f in enumerate(faces)]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        rows = [row for file, data in zip(batch["file"], batch["bytes"]) for row in self.rows(str(file), bytes(data))]
+        contents = batch["bytes"] if "bytes" in batch else [_read(path) for path in batch["path"]]
+        rows = [row for file, data in zip(batch["file"], contents) for row in self.rows(str(file), bytes(data))]
         return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
-def _with_relative_names(batch: dict[str, np.ndarray], root: str) -> dict[str, np.ndarray]:
-    return {"bytes": batch["bytes"], "file": np.array([os.path.relpath(p, root) for p in batch["path"]], object)}
+def _read(path: str) -> bytes:
+    """The file's bytes; none when it cannot be read (its row then says why the image is unreadable)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
 
 
 class _Progress:
@@ -260,9 +266,12 @@ def _compute(root: Path, todo: list[str], options: EmbedOptions, parts: Path, *,
 
     connect(None)  # joins the cluster a job already connected to, else starts a local Ray
     actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    # reading is I/O: zero-CPU read tasks run beside an actor pool that holds every CPU
-    dataset = ray.data.read_binary_files([str(root / n) for n in todo], include_paths=True, num_cpus=0)
-    embedded = dataset.map_batches(_with_relative_names, fn_kwargs={"root": str(root)}, batch_format="numpy").map_batches(
+    # The actors read the files themselves: read tasks of their own (read_binary_files) started a worker
+    # process each, and on 2 CPUs those start-ups held the actors back for most of a short job
+    # (bench/face_pipeline.py: 1.00x on 2 CPUs). One block per batch, so both actors stay busy to the end.
+    dataset = ray.data.from_items([{"file": n, "path": str(root / n)} for n in todo],
+                                  override_num_blocks=max(1, -(-len(todo) // batch_size)))
+    embedded = dataset.map_batches(
         FaceEmbedder, fn_constructor_kwargs={"options": asdict(options)}, batch_size=batch_size,
         batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
     bar, pending, part = _Progress(len(todo), f"embed {root.name}"), [], len(list(parts.glob("part-*.parquet")))

@@ -174,3 +174,31 @@ def test_a_row_that_passes_its_checks_but_does_not_convert_is_that_rows_error(ra
     assert bad.reason.startswith("could not convert the row: ValueError") and "1e400x" in bad.reason
     with pytest.raises(DataError, match=r"pairs.csv: row 11: could not convert the row: ValueError"):
         validated(ray.data.from_pandas(rows), lambda r: None, parse, skip_bad=False)
+
+
+@pytest.mark.parametrize("shape", ["frame", "table", "dicts"])
+def test_validation_runs_in_blocks_for_every_cpu_and_keeps_row_order_and_bad_rows(ray_local, shape, monkeypatch):
+    """Rows given as a frame, a table or dicts are checked in two blocks per cluster CPU once there are
+    enough of them (one block for a few rows, not one per row), and the good rows and bad ones are
+    the same whatever the blocks."""
+    import pyarrow as pa
+
+    import facelab.formats.base as base
+
+    monkeypatch.setattr(base, "MIN_BLOCK_ROWS", 10)
+    cpus = int(ray_local.cluster_resources()["CPU"])
+    frame = pd.DataFrame({base.FILE: "rows.csv", ROW: range(2, 2 + 25 * cpus), "value": range(25 * cpus)})
+    rows = {"frame": frame, "table": pa.Table.from_pandas(frame, preserve_index=False),
+            "dicts": frame.to_dict("records")}[shape]
+
+    def check(row: dict) -> None:
+        if row["value"] % 7 == 3:
+            raise base.FieldError("value", "a multiple of 7 plus 3")
+
+    assert base.row_blocks(rows).num_blocks() == 2 * cpus
+    assert base.row_blocks(rows[:5] if shape != "table" else rows.slice(0, 5)).num_blocks() == 1
+    read = base.validated(rows, check, skip_bad=True)
+    good = read.dataset.to_pandas()
+    assert sorted(good["value"]) == [v for v in range(25 * cpus) if v % 7 != 3]
+    assert [b.row for b in read.bad] == [v + 2 for v in range(25 * cpus) if v % 7 == 3]
+    assert all((b.file, b.field) == ("rows.csv", "value") for b in read.bad)

@@ -66,11 +66,9 @@ class AgeBinsFormat(Format):
     synthetic_truth = "test_truth.csv"
 
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
-        import ray
-
         labelled = split != "test"
         rows = image_rows(root, split, [ID, "age"])
-        return validated(ray.data.from_pandas(rows), lambda r: _check_row(r, labelled=labelled), _parse_batch,
+        return validated(rows, lambda r: _check_row(r, labelled=labelled), _parse_batch,
                          skip_bad=skip_bad)
 
     def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,

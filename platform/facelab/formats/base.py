@@ -1,7 +1,7 @@
 """What every challenge layout provides, and the one validation mechanism they share.
 
-A reader builds a *raw* Ray Dataset (strings and paths, plus `_file` and `_row` so every
-problem can be named), then `validated` checks each row in parallel: with `skip_bad=False`
+A reader builds the *raw* rows (strings and paths, plus `_file` and `_row` so every problem can be
+named), then `validated` checks each row in parallel, in blocks sized by `row_blocks`: with `skip_bad=False`
 the first bad row raises a DataError naming file, row and field; with `skip_bad=True` the
 good rows go on and the bad ones come back as BadRow records for a side file.
 """
@@ -29,6 +29,9 @@ ERROR = "_error"
 # worker may hold all but a fraction of every node's CPUs (a trial's 1.99 of a 2-CPU node), and a
 # step that needs a whole CPU then fits nowhere and waits forever
 LAZY_STEP_CPUS = 0.5
+# Rows per validation block at least: a block is a Ray task per step, and a task per row (what
+# `from_items` made of 75 images) cost 10 s of scheduling for 0.1 s of checks (bench/batch_submit.py)
+MIN_BLOCK_ROWS = 512
 
 
 @dataclass
@@ -165,19 +168,37 @@ def _mark_batch(batch: pd.DataFrame, check_row: Callable[[dict], None],
     return batch
 
 
+def row_blocks(rows: "pd.DataFrame | pa.Table | list[dict]") -> "ray.data.Dataset":  # noqa: F821
+    """The rows as a Dataset of blocks every CPU of the cluster can check at once (two per CPU, each
+    of at least MIN_BLOCK_ROWS rows): `from_pandas` and `from_arrow` make one block, which one task
+    checks alone, and `from_items` one per row."""
+    import ray
+
+    rows = pd.DataFrame(rows) if isinstance(rows, list) else rows
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = max(MIN_BLOCK_ROWS, -(-len(rows) // (2 * cpus)))
+    parts = [rows.slice(i, size) if isinstance(rows, pa.Table) else rows.iloc[i:i + size]
+             for i in range(0, len(rows), size)] or [rows]
+    return ray.data.from_arrow(parts) if isinstance(rows, pa.Table) else ray.data.from_pandas(parts)
+
+
 def validated(
-    raw: "ray.data.Dataset",  # noqa: F821
+    raw: "ray.data.Dataset | pd.DataFrame | pa.Table | list[dict]",  # noqa: F821
     check_row: Callable[[dict], None],
     parse_batch: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
     *,
     skip_bad: bool,
 ) -> Read:
-    """Check every row of `raw` in parallel; return the parsed good rows and the bad ones.
+    """Check every row of `raw` in parallel (rows not yet a Dataset in `row_blocks`); return the
+    parsed good rows and the bad ones.
 
     `check_row` raises FieldError(field, reason) for a bad row; `parse_batch` turns good raw
     rows into model-ready columns (it may rely on `check_row` having passed). A row that passes
     its checks but that `parse_batch` cannot convert is a bad row too (tried while checking).
     """
+    import ray
+
+    raw = raw if isinstance(raw, ray.data.Dataset) else row_blocks(raw)
     marked = raw.map_batches(_mark_batch, fn_kwargs={"check_row": check_row, "parse_batch": parse_batch},
                              batch_format="pandas").materialize()
     from ray.data.expressions import col

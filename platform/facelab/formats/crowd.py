@@ -69,8 +69,6 @@ class CrowdFormat(Format):
     splits = ("test",)
 
     def read(self, root: Path, split: str = "test", *, skip_bad: bool = False) -> Read:
-        import ray
-
         if split not in self.splits:
             raise ValueError(f"the crowd layout has only a test split, not '{split}'")
         root = Path(root).resolve()
@@ -82,7 +80,7 @@ class CrowdFormat(Format):
             "missing_path": [str(root / "missing" / n) for n in names],
             "target_path": [str(root / "target" / n) for n in names],
         })
-        return validated(ray.data.from_pandas(rows), _check_row, skip_bad=skip_bad)
+        return validated(rows, _check_row, skip_bad=skip_bad)
 
     def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
                          complete: bool = True) -> Path:

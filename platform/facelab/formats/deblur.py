@@ -55,8 +55,6 @@ class DeblurFormat(Format):
     submission_name = "submission"
 
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
-        import ray
-
         folder = Path(root).resolve() / split
         paired = split != "test"
         blur = jpeg_names(folder / "blur")
@@ -71,7 +69,7 @@ class DeblurFormat(Format):
             "blur_path": [str(folder / "blur" / n) for n in names],
             "original_path": [str(folder / "original" / n) if paired else "" for n in names],
         })
-        return validated(ray.data.from_pandas(rows), lambda r: _check_row(r, paired=paired), skip_bad=skip_bad)
+        return validated(rows, lambda r: _check_row(r, paired=paired), skip_bad=skip_bad)
 
     def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
                          complete: bool = True) -> Path:

@@ -170,14 +170,12 @@ class DetectFormat(Format):
     submission_name = "detections.csv"
 
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
-        import ray
-
         if split not in self.splits:
             raise DataError(BadRow(str(root), 0, "-", f"unknown split '{split}' (have {', '.join(self.splits)})"))
         rows = _image_rows(split_folder(root, split))
         if not rows:
             raise DataError(BadRow(str(root), 0, "images", "no images found"))
-        return validated(ray.data.from_items(rows), _check_row, _parse_batch, skip_bad=skip_bad)
+        return validated(rows, _check_row, _parse_batch, skip_bad=skip_bad)
 
     def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
                          complete: bool = True) -> Path:

@@ -129,8 +129,6 @@ class FairFaceFormat(Format):
     synthetic_truth = "test_truth.csv"
 
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
-        import ray
-
         if split not in FILES:
             raise DataError(BadRow(str(root), 0, "-", f"unknown split '{split}' (have {', '.join(FILES)})"))
         root, labelled = Path(root), split != "test"
@@ -138,7 +136,7 @@ class FairFaceFormat(Format):
         table, dim, source = join_embeddings(table, root, "file")
         labels = label_sets(root)
         return validated(
-            ray.data.from_arrow(table),
+            table,
             lambda r: _check_row(r, labels, dim, source.name, labelled),
             lambda b: _parse_batch(b, dim),
             skip_bad=skip_bad,

@@ -168,13 +168,11 @@ class FerFormat(Format):
     synthetic_truth = LABELS_CSV
 
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
-        import ray
-
         root = Path(root).resolve()
         if split not in USAGE:
             raise DataError(BadRow(str(root), 0, "split", f"'{split}' is not one of {', '.join(USAGE)}"))
         rows = _labelled_rows(root, split) if (root / LABELS_CSV).exists() else _folder_rows(root, split)
-        return validated(ray.data.from_pandas(rows), lambda r: _check_row(r, root),
+        return validated(rows, lambda r: _check_row(r, root),
                          lambda b: _parse_batch(b, root), skip_bad=skip_bad)
 
     def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,

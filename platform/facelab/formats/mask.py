@@ -121,13 +121,11 @@ class MaskFormat(Format):
     def read(self, root: Path, split: str, *, skip_bad: bool = False, labels: tuple[str, ...] = MASK_TYPES) -> Read:
         """`labels`: the allowed masktypes; another set (with several rows per image) is the
         multi-face variant of the layout that the mask task also trains on (e.g. the VOC set)."""
-        import ray
-
         labelled = split != "test"
         rows = image_rows(root, split, [ID, "bbox", "masktype"])
         if not labelled:  # the sample submission's placeholder boxes are not data
             rows = rows.drop(columns=[c for c in ("bbox", "masktype") if c in rows])
-        return validated(ray.data.from_pandas(rows), lambda r: _check_row(r, labelled=labelled, labels=labels),
+        return validated(rows, lambda r: _check_row(r, labelled=labelled, labels=labels),
                          _parse_batch, skip_bad=skip_bad)
 
     def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,

@@ -124,8 +124,6 @@ class OcclusionFormat(Format):
     synthetic_truth = "test_truth.csv"
 
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
-        import ray
-
         if split not in FILES:
             raise DataError(BadRow(str(root), 0, "-", f"unknown split '{split}' (have {', '.join(FILES)})"))
         root = Path(root).resolve()
@@ -133,7 +131,7 @@ class OcclusionFormat(Format):
                            delimiter=" ", malformed="mark")
         images = root / IMAGES
         return validated(
-            ray.data.from_arrow(table),
+            table,
             lambda r: _check_row(r, images),
             lambda b: _parse_batch(b, images),
             skip_bad=skip_bad,

@@ -42,13 +42,11 @@ class SentimentFormat(Format):
     synthetic_truth = "test_truth.csv"
 
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
-        import ray
-
         table = read_table(Path(root) / f"{split}.csv", ["embeddings"] if split == "test" else ["embeddings", "label"],
                            malformed="mark")
         labelled = split != "test"
         return validated(
-            ray.data.from_arrow(table),
+            table,
             lambda r: _check_row(r, labelled=labelled),
             _parse_batch,
             skip_bad=skip_bad,

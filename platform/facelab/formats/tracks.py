@@ -175,8 +175,6 @@ class TracksFormat(Format):
     submission_name = SUBMISSION
 
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
-        import ray
-
         if split not in LAYOUTS:
             raise DataError(BadRow(str(root), 0, "-", f"unknown split '{split}' (have {', '.join(LAYOUTS)})"))
         root, layout, labelled = Path(root).resolve(), LAYOUTS[split], split == "train"
@@ -187,13 +185,13 @@ class TracksFormat(Format):
         load_matrix(npy, rows=frame_table.num_rows, rows_of=frames_csv, dim=self._reference_dim(root, split))
         # a frame's row of the .npy is its position among the data rows (`_row` counts blank lines too)
         frame_table = frame_table.append_column(INDEX, pa.array(np.arange(frame_table.num_rows), pa.int64()))
-        frames = validated(ray.data.from_arrow(frame_table), lambda r: _check_frame(r, npy, labelled),
+        frames = validated(frame_table, lambda r: _check_frame(r, npy, labelled),
                            skip_bad=skip_bad)
         keep = [*ids, "frame_id", INDEX] + (["is_val"] if labelled else [])
         good = frames.dataset.select_columns(keep).to_pandas()
         tracks = _track_table(read_table(root / layout.order, ids, malformed="mark"), good, labelled)
         read = validated(
-            ray.data.from_arrow(tracks),
+            tracks,
             lambda r: _check_track(r, str(frames_csv), labelled),
             lambda b: _gather_frames(b, npy),
             skip_bad=skip_bad,

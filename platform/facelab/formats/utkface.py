@@ -159,14 +159,12 @@ class UTKFaceFormat(Format):
     synthetic_truth = "test_truth.csv"
 
     def read(self, root: Path, split: str, *, skip_bad: bool = False) -> Read:
-        import ray
-
         if split not in SPLITS:
             raise DataError(BadRow(str(root), 0, "-", f"unknown split '{split}' (have {', '.join(SPLITS)})"))
         root = Path(root).resolve()
         table = labels_table(root)
         table = table.filter(pa.array(split_names(table.column("file").to_pylist()) == split))
-        return validated(ray.data.from_arrow(table), lambda r: _check_row(r, root),
+        return validated(table, lambda r: _check_row(r, root),
                          lambda b: _parse_batch(b, root), skip_bad=skip_bad)
 
     def test_order(self, data: Path) -> list[str]:

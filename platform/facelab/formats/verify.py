@@ -134,14 +134,12 @@ class VerifyFormat(Format):
     synthetic_truth = PAIRS
 
     def read(self, root: Path, split: str = "pairs", *, skip_bad: bool = False) -> Read:
-        import ray
-
         if split not in self.splits:
             raise ValueError(f"the verify layout has one split, 'pairs', not '{split}'")
         root = Path(root).resolve()
         frame = read_table(root / PAIRS, COLUMNS, malformed="mark").to_pandas()
         frame["_root"] = str(root)
-        return validated(ray.data.from_pandas(frame), _check_row, _parse_batch, skip_bad=skip_bad)
+        return validated(frame, _check_row, _parse_batch, skip_bad=skip_bad)
 
     def write_submission(self, predictions: pd.DataFrame, out: Path, *, data: Path | None = None,
                          complete: bool = True) -> Path:
