@@ -1,6 +1,8 @@
 """Serve under load, against the server a user would otherwise write (issue 19, part 6).
 
-For an embedding task (sentiment), an image CNN (age-gender) and a dlib task (detect), in one run:
+For an embedding task (sentiment), an image CNN (age-gender) and a dlib task (detect), in one run
+(verify is left out: its predictor caches encodings by image content, so repeated sample images
+would measure the cache):
 - **throughput**: a bounded number of concurrent clients, closed loop, for a bounded time against
   `facelab serve` (the full gateway: keys off, limits on, replicas and batching from the config) and
   against bench/serve_baseline.py (one uvicorn process, the same predictor, one request at a time),
@@ -8,7 +10,11 @@ For an embedding task (sentiment), an image CNN (age-gender) and a dlib task (de
 - **latency at 80% load**: an open loop at 80% of each side's measured maximum; goal p99 <= 3x p50;
 - **replica failure**: two replicas of the CNN task, one killed (`ray.kill` of its actor) in the
   middle of the load: failed requests, failures after the replacement was up, seconds to replace;
-- **cold start**: seconds from `facelab serve` (its own new Ray) to the first 200 from every task.
+- **cold start**: seconds from `facelab serve` (its own new Ray) to the first 200 from every task;
+- **Serve's own cost per request**: sentiment's model work is next to nothing, so the CPU-seconds
+  facelab spends per sentiment request (CPUs / its requests per second, less the baseline's) is what
+  the HTTP proxy, the gateway and the hops between them cost; with it, the best ratio each image task
+  can reach on these CPUs (its work spread over every CPU, that cost added to each request).
 
 Both sides answer the same sample requests first (labels equal, numbers within 1e-4).
 
@@ -78,6 +84,17 @@ def sample_bodies(store_root: Path, tasks: list[str], n: int = 32) -> dict[str, 
         if task in tasks:
             bodies[task] = [{"image": e} for e in encoded]
     return bodies
+
+
+def serve_cost_bound(rps: dict[str, dict[str, float]], cpus: int) -> tuple[float, dict[str, float]]:
+    """Serve's own CPU-seconds per request, from sentiment (whose model work is next to nothing):
+    CPUs / facelab's requests per second, less the baseline's seconds per request (what one plain
+    request costs: HTTP, JSON, the model). With it, the best ratio for each other task: its baseline
+    seconds per request (its work) spread over every CPU, plus that cost, against the baseline."""
+    overhead = max(0.0, cpus / rps["sentiment"]["facelab"] - 1 / rps["sentiment"]["baseline"])
+    best = {task: (cpus / (1 / sides["baseline"] + overhead)) / sides["baseline"]
+            for task, sides in rps.items() if task != "sentiment"}
+    return overhead, best
 
 
 # --- the two servers ---------------------------------------------------------------------------------
@@ -315,7 +332,7 @@ def main() -> int:
             wait_ready(urls[side], bodies, process)
         worst = check_same_answers(urls, bodies)
         print(f"same answers on both sides (largest numeric difference per task: {worst})", flush=True)
-        cases, load = [], {}
+        cases, load, medians = [], {}, {}
         for task in tasks:
             per_request = {"baseline": [], "facelab": []}
             runs = {"baseline": [], "facelab": []}
@@ -341,6 +358,7 @@ def main() -> int:
                               note=f"p99/p50 at 80% load: facelab {at80['facelab']['p99_over_p50']:.1f}, "
                                    f"baseline {at80['baseline']['p99_over_p50']:.1f}"))
             load[task] = at80
+            medians[task] = {side: statistics.median(r["rps"] for r in runs[side]) for side in runs}
         failure = None
         if KILLED_TASK in tasks:
             failure = kill_one_replica(urls["facelab"], bodies[KILLED_TASK], max(4 * seconds, 15.0))
@@ -355,13 +373,24 @@ def main() -> int:
         finally:
             ray.shutdown()
     figures = [f"cold start: {cold_s:.1f} s from `facelab serve` to a 200 from every task ({', '.join(tasks)})"]
+    bound = None
+    if len(medians) > 1:
+        overhead, best = serve_cost_bound(medians, cpus())
+        bound = {"serve_cpu_ms_per_request": 1000 * overhead, "best_ratio": best}
+        figures.append(
+            f"Serve's own cost: {1000 * overhead:.1f} CPU-ms per request (sentiment: {cpus()} CPUs / "
+            f"{medians['sentiment']['facelab']:.0f} req/s, less the baseline's {1000 / medians['sentiment']['baseline']:.1f} ms); "
+            "with the task's work on every CPU and that cost added, the best ratio on this machine: "
+            + ", ".join(f"{task} {ratio:.2f}x (baseline {1000 / medians[task]['baseline']:.1f} ms a request"
+                        f"{'; goal 1.7x out of reach' if ratio < 1.7 else ''})" for task, ratio in best.items()))
+        print(figures[-1], flush=True)
     if failure:
         figures.append(f"replica killed under load ({KILLED_TASK}, 2 replicas): {failure['failed']} of "
                        f"{failure['requests']} requests failed, {failure['failed_after_replacement']} after the "
                        f"replacement was up ({failure['replacement_s'] and round(failure['replacement_s'], 1)} s)")
     record("serve_load", {"cases": cases, "figures": figures, "cold_start_s": cold_s, "replica_kill": failure,
                           "seconds_per_phase": seconds, "clients": CLIENTS, "cpus_used": cpus(),
-                          "answers_max_difference": worst}, args)
+                          "answers_max_difference": worst, "serve_cost": bound}, args)
     return 0
 
 
