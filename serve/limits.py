@@ -20,7 +20,9 @@ import io
 import json
 import re
 import warnings
-from typing import Any, Optional
+from functools import cache
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
@@ -149,7 +151,8 @@ def parse_json(body: bytes, limits: Limits) -> Any:
 
 # --- images --------------------------------------------------------------------------------------
 
-def image_fields(schema: type[BaseModel]) -> dict[str, bool]:
+@cache  # per request model, once: generating the JSON schema cost up to 1.5 ms, twice a request
+def image_fields(schema: type[BaseModel]) -> Mapping[str, bool]:
     """The request model's image fields (format "image"), each mapped to whether it holds a list."""
     fields = {}
     for name, prop in schema.model_json_schema().get("properties", {}).items():
@@ -158,7 +161,7 @@ def image_fields(schema: type[BaseModel]) -> dict[str, bool]:
                 fields[name] = False
             elif option.get("type") == "array" and option.get("items", {}).get("format") == "image":
                 fields[name] = True
-    return fields
+    return MappingProxyType(fields)
 
 
 def image_size(data: str, field: str, limits: Limits) -> tuple[int, int]:
