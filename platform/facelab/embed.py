@@ -259,7 +259,6 @@ def _existing(out: Path, options: EmbedOptions) -> pa.Table:
 def _compute(root: Path, todo: list[str], options: EmbedOptions, parts: Path, *, actors: int | None,
              batch_size: int, flush_rows: int) -> None:
     """Embed `todo` in an actor pool, flushing finished rows to `parts` as they stream back."""
-    import pyarrow.parquet as pq
     import ray
 
     from facelab.cluster import connect
@@ -268,7 +267,7 @@ def _compute(root: Path, todo: list[str], options: EmbedOptions, parts: Path, *,
     actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
     # The actors read the files themselves: read tasks of their own (read_binary_files) started a worker
     # process each, and on 2 CPUs those start-ups held the actors back for most of a short job
-    # (bench/face_pipeline.py: 1.00x on 2 CPUs). One block per batch, so both actors stay busy to the end.
+    # (bench/face_pipeline.py: 1.00x on 2 CPUs). One block per batch.
     dataset = ray.data.from_items([{"file": n, "path": str(root / n)} for n in todo],
                                   override_num_blocks=max(1, -(-len(todo) // batch_size)))
     embedded = dataset.map_batches(
