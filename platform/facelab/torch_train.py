@@ -25,6 +25,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ CONFIG_FILE = "config.json"
 # from this id (tasks/torch_task.py ReleaseWorkerGroups), with public APIs only.
 WORKER_GROUP = "worker_group"
 HISTORY_CSV = "history.csv"
+VAL_KEEP_BYTES = 256 * 2**20  # validation batches kept between epochs up to this size (ValidationBatches)
 HISTORY_PNG = "history.png"
 # Ray Data preparation tasks take half a CPU so they still fit beside the workers on a small machine.
 PREPARE_CPUS = LAZY_STEP_CPUS
@@ -213,7 +215,40 @@ def _stalled(history: list[dict], metric: str, mode: str, patience: int | None) 
     return len(history) - 1 - best >= int(patience)
 
 
-def _validate(model, recipe: TorchRecipe, config: dict, dev) -> dict[str, float]:
+class ValidationBatches:
+    """Rank 0's validation batches. Validation is not augmented, so the first epoch's batches are
+    kept (when they total at most `max_bytes`) and later epochs score those instead of running the
+    split's Ray Data pipeline again: that pass cost more than the scoring on small splits
+    (bench/train_overhead.py). Larger splits are read from the shard every epoch."""
+
+    def __init__(self, config: dict, dev, max_bytes: int = VAL_KEEP_BYTES):
+        self.batch_size = int(config["eval_batch_size"] or config["batch_size"])
+        self.dev, self.max_bytes = dev, max_bytes
+        self.kept: list[dict] | None = None
+        self.too_big = False
+
+    def __iter__(self):
+        import ray.train
+
+        if self.kept is not None:
+            yield from (dict(batch) for batch in self.kept)  # a copy: evaluate may replace a column
+            return
+        batches = ray.train.get_dataset_shard("val").iter_torch_batches(batch_size=self.batch_size, device=self.dev)
+        kept, size = [], 0
+        for batch in batches:
+            if not self.too_big:
+                size += sum(v.nelement() * v.element_size() for v in batch.values() if hasattr(v, "element_size"))
+                self.too_big = size > self.max_bytes
+                if self.too_big:
+                    kept.clear()
+                else:
+                    kept.append(batch)
+            yield dict(batch)
+        if not self.too_big:  # a pass read to its end (an evaluate that stopped early keeps nothing)
+            self.kept = kept
+
+
+def _validate(model, recipe: TorchRecipe, config: dict, batches: ValidationBatches) -> dict[str, float]:
     """Rank 0 scores the whole validation split; every worker gets its numbers."""
     import ray.train
     import torch
@@ -222,8 +257,6 @@ def _validate(model, recipe: TorchRecipe, config: dict, dev) -> dict[str, float]
     metrics = None
     if ray.train.get_context().get_world_rank() == 0:
         model.eval()
-        batches = ray.train.get_dataset_shard("val").iter_torch_batches(
-            batch_size=int(config["eval_batch_size"] or config["batch_size"]), device=dev)
         with torch.no_grad():
             metrics = {k: float(v) for k, v in recipe.evaluate(_unwrapped(model), batches, config).items()}
     return broadcast_from_rank_zero(metrics)
@@ -278,11 +311,18 @@ def _train_loop(loop: dict) -> None:
         load_trunk(model, ray.get(loop["start"]), freeze=bool(config.get("freeze_backbone")))
     model, optimizer, scheduler, done, history = _restore(model, recipe, config)
     nodes = _worker_nodes()
+    validation = ValidationBatches(config, dev)
     for epoch in range(done + 1, int(config["epochs"]) + 1):
+        began = time.perf_counter()
         losses = _train_epoch(model, optimizer, recipe, config, dev)
-        metrics = _validate(model, recipe, config, dev)
+        trained = time.perf_counter()
+        metrics = _validate(model, recipe, config, validation)
+        # where an epoch's time goes (bench/train_overhead.py reads them; the rest of the interval
+        # between two epochs' records is the checkpoint and report)
+        seconds = {"train_s": round(trained - began, 4), "val_s": round(time.perf_counter() - trained, 4)}
         _step_scheduler(scheduler, metrics, metric)
-        record = {"epoch": epoch, **losses, "lr": float(optimizer.param_groups[0]["lr"]), **metrics, "nodes": nodes}
+        record = {"epoch": epoch, **losses, "lr": float(optimizer.param_groups[0]["lr"]), **metrics, **seconds,
+                  "nodes": nodes}
         history.append(record)
         state = {"model": _unwrapped(model).state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict() if scheduler is not None else None,

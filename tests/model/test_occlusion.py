@@ -12,7 +12,6 @@ from PIL import Image
 from pydantic import ValidationError
 
 from facelab.formats import get_format
-from facelab.formats.occlusion import FILES
 from facelab.metrics import fairness_score
 from facelab.tasks import get_task
 from facelab.tasks.occlusion import LEVELS, level_weights, levels
@@ -51,11 +50,13 @@ def test_submission_is_one_column_and_scores(trained, task_fit):
     assert result["run_id"] == run_id and len(lines) == 60 and all(0 <= float(v) <= 1 for v in lines)
     scores = get_format("occlusion").score(sub, data / "test_truth.csv")
     truth = pd.read_csv(data / "test_truth.csv", sep=" ")
-    mean = pd.read_csv(data / FILES["train"], sep=" ")["FaceOcclusion"].mean()
-    baseline = fairness_score(np.full(len(truth), mean), truth["FaceOcclusion"], truth["gender"])
-    # 60 test faces of a tiny unseeded fit: the held-out bar is looser than validation's 0.6 (a
-    # full-suite run scored 0.73 of the baseline); a model that learned nothing scores about 1.0
-    assert scores["score"] < 0.85 * baseline["score"], (scores, baseline)
+    predicted = np.array([float(v) for v in lines])
+    assert scores == pytest.approx(fairness_score(predicted, truth["FaceOcclusion"], truth["gender"]))
+    # the submission's rows carry the model's signal in the truth's order: a model that learned
+    # nothing, or rows out of order, correlate about 0. Not the fairness score against the mean's:
+    # its |Err_F - Err_M| term on 60 faces swung from 0.35x to 1.2x of the baseline over six fits
+    # whose validation scores all passed (0.07x-0.30x)
+    assert np.corrcoef(predicted, truth["FaceOcclusion"])[0, 1] > 0.5, scores
 
 
 def _b64(image: Image.Image) -> str:
