@@ -413,7 +413,8 @@ def fit_torch(recipe: TorchRecipe, config: dict, datasets: dict[str, Any], model
                                       fn_kwargs={"recipe": recipe, "config": config, "train": split == "train"})
                 for split, ds in datasets.items()}
     # validation images are prepared the same way every epoch (no augmentation): once, here, rather
-    # than a pipeline rank 0 starts again per epoch (bench/train_overhead.py measured seconds each)
+    # than a pipeline rank 0 starts again per epoch (bench/train_overhead.py measured seconds each;
+    # left to rank 0's first epoch, that pass took 5-6 s more there than here)
     prepared = {split: ds if split == "train" else ds.materialize() for split, ds in prepared.items()}
     callbacks = []
     if in_tune:
