@@ -144,8 +144,8 @@ def _exists(filesystem, path: str) -> bool:
 
 
 class ImageTorchTask(TorchTask):
-    """A torch task over image rows (paths and labels): the trainer reads them shuffled, in small
-    blocks that prepare their images as parallel Ray Data tasks (facelab.vision.training_datasets)."""
+    """A torch task over image rows (paths and labels): the trainer reads them shuffled, in blocks
+    that prepare their images as parallel Ray Data tasks on every CPU (facelab.vision.training_datasets)."""
 
     def trial_data(self, data: dict[str, Read]) -> dict[str, Any]:
         from facelab.vision import training_datasets
