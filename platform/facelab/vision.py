@@ -188,11 +188,11 @@ class ImageRecipe(TorchRecipe):
 
 def training_datasets(train, val, seed: int | None = None) -> dict:
     """fit_torch's datasets, both in blocks sized so that image preparation runs as parallel Ray
-    Data tasks on every CPU (`block_rows`): train's blocks in a new random order every epoch, its rows shuffled again
-    within each worker's buffer (fit_torch), which costs no all-to-all shuffle per epoch. The
-    rows (paths and labels, a few bytes each) are shuffled once first: listings sorted by label
-    (FER's labels.csv, a data root of several sources) would otherwise give blocks, and so
-    batches, of one class."""
+    Data tasks on every CPU (`block_rows`): train's blocks in a new random order every epoch, its
+    rows shuffled again within each worker's buffer (fit_torch), which costs no all-to-all shuffle
+    per epoch. The rows (paths and labels, a few bytes each) are shuffled once first: listings
+    sorted by label (FER's labels.csv, a data root of several sources) would otherwise give blocks,
+    and so batches, of one class."""
     shuffled = train.random_shuffle(seed=seed).materialize()
     rows = block_rows(shuffled.count())
     blocks = shuffled.repartition(target_num_rows_per_block=rows).materialize()
