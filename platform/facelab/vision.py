@@ -202,10 +202,9 @@ def training_datasets(train, val, seed: int | None = None) -> dict:
 def block_rows(rows: int) -> int:
     """Rows per block for `rows` training rows: one block per preparation task the cluster runs
     at once (PREPARE_CPUS each), within [MIN_BLOCK_ROWS, MAX_BLOCK_ROWS]."""
-    import ray
+    from facelab.formats.base import rows_per_block
 
-    tasks = max(1, int(ray.cluster_resources().get("CPU", 1) / PREPARE_CPUS))
-    return min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, math.ceil(rows / tasks)))
+    return rows_per_block(rows, MIN_BLOCK_ROWS, MAX_BLOCK_ROWS, per_cpu=1 / PREPARE_CPUS)
 
 
 # --- prediction ------------------------------------------------------------------------------

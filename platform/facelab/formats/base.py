@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -168,6 +169,16 @@ def _mark_batch(batch: pd.DataFrame, check_row: Callable[[dict], None],
     return batch
 
 
+def rows_per_block(rows: int, minimum: int, maximum: int | None = None, per_cpu: float = 2) -> int:
+    """Rows per block so that `rows` make `per_cpu` blocks for every CPU of the cluster, within
+    [minimum, maximum]: one wave of tasks keeps every CPU busy."""
+    import ray
+
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = max(minimum, math.ceil(rows / (per_cpu * cpus)))
+    return min(size, maximum) if maximum else size
+
+
 def row_blocks(rows: "pd.DataFrame | pa.Table | list[dict]") -> "ray.data.Dataset":  # noqa: F821
     """The rows as a Dataset of blocks every CPU of the cluster can check at once (two per CPU, each
     of at least MIN_BLOCK_ROWS rows): `from_pandas` and `from_arrow` make one block, which one task
@@ -175,8 +186,7 @@ def row_blocks(rows: "pd.DataFrame | pa.Table | list[dict]") -> "ray.data.Datase
     import ray
 
     rows = pd.DataFrame(rows) if isinstance(rows, list) else rows
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    size = max(MIN_BLOCK_ROWS, -(-len(rows) // (2 * cpus)))
+    size = rows_per_block(len(rows), MIN_BLOCK_ROWS)
     parts = [rows.slice(i, size) if isinstance(rows, pa.Table) else rows.iloc[i:i + size]
              for i in range(0, len(rows), size)] or [rows]
     return ray.data.from_arrow(parts) if isinstance(rows, pa.Table) else ray.data.from_pandas(parts)
