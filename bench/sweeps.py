@@ -22,8 +22,10 @@ and CPU-seconds. A sweep has "reached" the grid's best once any score it reporte
 a full 5-fold score) is within 1% of the grid's best (relative: for occlusion's error-like score,
 near zero, that is all but the grid's best point and epoch itself). The grid's compute is the
 whole grid (it knows its best only at its end); the compute of a grid in a seeded random order
-up to its first point within 1% is shown too. Optuna runs as many trials as the grid has points.
-Goal: ASHA + Optuna needs at most 40% of the grid's compute (median over the seeds; a seed that
+up to its first point within 1% is shown too. Optuna and ASHA + Optuna each get the grid's whole
+compute as their budget (trial-epochs or folds; the per-trial budget is the grid's), and stop once
+they are within 1% of the grid's best or have spent it: with early stopping, ASHA tries more points
+in that budget, which is what it is for. Goal: ASHA + Optuna needs at most 40% of the grid's compute (median over the seeds; a seed that
 never gets within 1% counts as never).
 """
 
@@ -196,7 +198,7 @@ def replay(config: dict, curves: dict, names: tuple, time_attr: str, metric: str
         tune.report({metric: score, time_attr: step, "cost_s": seconds, "seq": time.time_ns()})
 
 
-def run_sweep(method: str, setup: dict, seed: int, storage: Path) -> list[dict]:
+def run_sweep(method: str, setup: dict, seed: int, storage: Path, best: float) -> list[dict]:
     """The reports of one sweep, in the order they were made."""
     import random
 
@@ -220,12 +222,15 @@ def run_sweep(method: str, setup: dict, seed: int, storage: Path) -> list[dict]:
             asha = setup["asha"]
             scheduler = ASHAScheduler(metric=metric, mode=mode, time_attr=setup["time_attr"], max_t=steps,
                                       grace_period=asha["grace_period"], reduction_factor=asha["reduction_factor"])
-        param_space, tune_config = None, tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=trials,
-                                                         max_concurrent_trials=1, reuse_actors=True)
+        # every trial reports at least once: the budget in trial-steps bounds the trials
+        param_space, tune_config = None, tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                                         num_samples=trials * steps, max_concurrent_trials=1,
+                                                         reuse_actors=True)
     reports = Reports()
+    stop = None if method == "grid" else Budget(setup, best, trials * steps)
     tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 1}), param_space=param_space, tune_config=tune_config,
                        run_config=tune.RunConfig(name=f"{setup['task']}-{method}-{seed}", storage_path=str(storage),
-                                                 verbose=0, callbacks=[reports]))
+                                                 verbose=0, callbacks=[reports], stop=stop))
     tuner.fit()
     return sorted(reports.rows, key=lambda r: r["seq"])
 
@@ -248,6 +253,37 @@ def _reports_callback():
 Reports = _reports_callback()
 
 
+def _budget_stopper():
+    from ray.tune import Stopper
+
+    class Budget(Stopper):
+        """Ends a sweep once it has spent `budget` trial-steps or reported a score within 1% of `best`
+        (trials run one at a time, so the driver sees the steps in the order they were spent)."""
+
+        def __init__(self, setup: dict, best: float, budget: int):
+            self.setup, self.best, self.budget = setup, best, budget
+            self.spent, self.done = 0, False
+
+        def __call__(self, trial_id, result) -> bool:
+            self.spent += 1
+            self.done = self.done or self.spent >= self.budget or (
+                counts(result, self.setup) and within(result[self.setup["metric"]], self.best, self.setup["mode"]))
+            return self.done
+
+        def stop_all(self) -> bool:
+            return self.done
+
+    return Budget
+
+
+Budget = _budget_stopper()
+
+
+def counts(report: dict, setup: dict) -> bool:
+    """Whether a report's score counts as a sweep's result (for sentiment: only a full CV score)."""
+    return not setup["final_only"] or report[setup["time_attr"]] == setup["steps"]
+
+
 def within(score: float, best: float, mode: str) -> bool:
     return score <= best + WITHIN * abs(best) if mode == "min" else score >= best - WITHIN * abs(best)
 
@@ -258,8 +294,7 @@ def compute_to_reach(reports: list[dict], setup: dict, best: float) -> dict:
     reached = None
     for r in reports:
         steps, seconds = steps + 1, seconds + r["cost_s"]
-        final = not setup["final_only"] or r[setup["time_attr"]] == setup["steps"]
-        if reached is None and final and within(r[setup["metric"]], best, setup["mode"]):
+        if reached is None and counts(r, setup) and within(r[setup["metric"]], best, setup["mode"]):
             reached = {"steps": steps, "cpu_s": seconds, "score": r[setup["metric"]]}
     return {"reached": reached, "total_steps": steps, "total_cpu_s": seconds}
 
@@ -272,7 +307,7 @@ def sweep_figures(name: str, setup: dict, seeds, storage: Path) -> tuple[dict, l
         best = pick(s for c in setup["curves"].values() for s in c["scores"])
     grid_total = sum(len(c["scores"]) for c in setup["curves"].values())
     unit = setup["time_attr"] + "s"
-    reports = {method: [run_sweep(method, setup, seed, storage) for seed in seeds] for method in ("grid", "optuna", "asha")}
+    reports = {method: [run_sweep(method, setup, seed, storage, best) for seed in seeds] for method in ("grid", "optuna", "asha")}
     runs = {method: [compute_to_reach(rep, setup, best) for rep in reps] for method, reps in reports.items()}
     for method, rs in runs.items():
         if method == "grid" and any(r["reached"] is None for r in rs):
@@ -284,8 +319,7 @@ def sweep_figures(name: str, setup: dict, seeds, storage: Path) -> tuple[dict, l
         return statistics.median((r["reached"] or {}).get(what, math.inf) for r in runs[method])
 
     def best_found(method):
-        return statistics.median(pick(r[setup["metric"]] for r in rep
-                                      if not setup["final_only"] or r[setup["time_attr"]] == setup["steps"])
+        return statistics.median(pick(r[setup["metric"]] for r in rep if counts(r, setup))
                                  for rep in reports[method])
 
     grid_cpu = sum(sum(c["seconds"]) for c in setup["curves"].values())
