@@ -5,19 +5,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import confusion_matrix  # noqa: E402
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported when a plot is drawn: task modules
+    import this one, and Ray workers that only prepare data or predict never draw (the import cost
+    each new worker process about 0.4 s here; scikit-learn's metrics, for the confusion matrix,
+    another 0.75 s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def confusion_matrix_png(y_true: Sequence, y_pred: Sequence, labels: Sequence[str], path: Path, title: str = "") -> Path:
     """Row-normalised confusion matrix with counts."""
+    from sklearn.metrics import confusion_matrix
+
     cm = confusion_matrix(list(y_true), list(y_pred), labels=list(labels))
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.1 * len(labels) + 1.5))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
@@ -57,6 +68,7 @@ def tune_results_png(results: pd.DataFrame, metric: str, path: Path, *, mode: st
     panels = ([group] if group in results else []) + _varied_parameters(results, group)
     panels = panels[:MAX_TUNE_PANELS] or [None]
     best = best_trial(results, metric, mode)
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.8, 3.6), squeeze=False, sharey=True)
     for ax, column in zip(axes[0], panels):
         if column is None or column == group:
@@ -91,6 +103,7 @@ def history_png(history: pd.DataFrame, path: Path, *, metric: str, best_epoch: i
     others = [c for c in history.columns if c not in ("epoch", "train_loss", "lr", metric)
               and pd.api.types.is_numeric_dtype(history[c])]
     panels = ["train_loss", metric, *others]
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
     for ax, column in zip(axes[0], panels):
         ax.plot(history["epoch"], history[column], marker="o", ms=3)
@@ -115,6 +128,7 @@ def roc_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title:
 
     from facelab.metrics import tpr_at_fpr
 
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     floor = 1.0
     for name, (positive, negative) in curves.items():
@@ -143,6 +157,7 @@ def roc_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title:
 def pr_curves_png(results: dict[str, dict], path: Path, title: str = "") -> Path:
     """Precision-recall curves of detectors: `results` maps a name to facelab.metrics.face_detection's
     output (its `curve` and `ap50`); the AP is written in the legend."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for name, result in results.items():
         curve = result["curve"]
@@ -166,6 +181,7 @@ def image_rows_png(rows: Sequence[Sequence[np.ndarray]], columns: Sequence[str],
     """A grid of RGB images, one row per example and one titled column per kind (e.g.
     blurred / restored / original), with an optional caption under each image."""
     n, k = len(rows), len(columns)
+    plt = _pyplot()
     fig, axes = plt.subplots(n, k, figsize=(2.6 * k, 2.6 * n + 0.4), squeeze=False)
     for i, images in enumerate(rows):
         for j, image in enumerate(images):
@@ -188,6 +204,7 @@ def image_rows_png(rows: Sequence[Sequence[np.ndarray]], columns: Sequence[str],
 def grouped_bars_png(groups: dict[str, dict[str, float | None]], path: Path, *, title: str = "",
                      ylabel: str = "") -> Path:
     """Bars side by side per group (missing values are left out), each labelled with its value."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(2.2 * len(groups) + 2, 4))
     names = list(dict.fromkeys(name for bars in groups.values() for name in bars))
     width = 0.8 / max(1, len(names))

@@ -14,11 +14,10 @@ The config keys the mechanism reads are TorchConfig's (facelab.task_config).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from pathlib import Path
 from typing import Any, ClassVar
-
-from ray.tune import Callback
 
 from facelab.formats import Read
 from facelab.tasks.base import Task
@@ -92,7 +91,7 @@ class TorchTask(Task):
         """The sweep's RunConfig, with the callback that frees stopped trials' worker groups."""
         from ray import tune
 
-        return tune.RunConfig(name=name, storage_path=storage, callbacks=[ReleaseWorkerGroups()], **kwargs)
+        return tune.RunConfig(name=name, storage_path=storage, callbacks=[_release_worker_groups_class()()], **kwargs)
 
     def fit_from_trial(self, result, config: dict, data: dict[str, Read], model_dir: Path) -> dict[str, float]:
         """A finished trial's best checkpoint (kept by its CheckpointConfig) as the model folder."""
@@ -108,33 +107,48 @@ class TorchTask(Task):
                                  metric=self.metric, mode=self.mode)
 
 
-class ReleaseWorkerGroups(Callback):
-    """A Tune callback (in the sweep's driver) that frees a Train run's worker group when its trial
-    ends: finished (then it is gone already), failed, or stopped by the scheduler, which kills the
-    trial and its Train controller before the controller can free the group. The group's id comes
-    with the trial's results (torch_train.WORKER_GROUP)."""
+@functools.cache
+def _release_worker_groups_class():
+    # built on first use: ray.tune costs a new worker process about 0.6 s to import, and Ray Data
+    # and Train workers that unpickle a recipe import this module without ever running a sweep
+    from ray.tune import Callback
 
-    def __init__(self):
-        self.groups: dict[str, str] = {}
+    class ReleaseWorkerGroups(Callback):
+        """A Tune callback (in the sweep's driver) that frees a Train run's worker group when its trial
+        ends: finished (then it is gone already), failed, or stopped by the scheduler, which kills the
+        trial and its Train controller before the controller can free the group. The group's id comes
+        with the trial's results (torch_train.WORKER_GROUP)."""
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if result.get(WORKER_GROUP):
-            self.groups[trial.trial_id] = result[WORKER_GROUP]
+        def __init__(self):
+            self.groups: dict[str, str] = {}
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._release(trial.trial_id)
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result.get(WORKER_GROUP):
+                self.groups[trial.trial_id] = result[WORKER_GROUP]
 
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._release(trial.trial_id)
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._release(trial.trial_id)
 
-    def on_experiment_end(self, trials, **info):
-        for trial_id in list(self.groups):
-            self._release(trial_id)
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._release(trial.trial_id)
 
-    def _release(self, trial_id: str) -> None:
-        group = self.groups.pop(trial_id, None)
-        if group:
-            release_worker_group(group)
+        def on_experiment_end(self, trials, **info):
+            for trial_id in list(self.groups):
+                self._release(trial_id)
+
+        def _release(self, trial_id: str) -> None:
+            group = self.groups.pop(trial_id, None)
+            if group:
+                release_worker_group(group)
+
+    return ReleaseWorkerGroups
+
+
+def __getattr__(name: str):
+    """`ReleaseWorkerGroups`, the Tune callback class (PEP 562: made when first asked for)."""
+    if name == "ReleaseWorkerGroups":
+        return _release_worker_groups_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _exists(filesystem, path: str) -> bool:
