@@ -19,8 +19,9 @@ The input pipeline alone: one augmented pass over the train split, images per se
 Ray Data `iter_torch_batches` against the DataLoader (both with every CPU).
 
 Agreement: both sides see every train image once per epoch (counted), and after the same epochs
-from the same initial weights their last train loss and validation metric agree within the
-tolerances below (data order and augmentation are random on both sides, so not exactly).
+from the same initial weights the medians over the repeats of their last train loss and
+validation metric agree within the tolerances below (data order and augmentation are random on
+both sides, so not exactly).
 """
 
 from __future__ import annotations
@@ -201,19 +202,27 @@ def epoch_phases(runs: list[dict]) -> dict[str, float]:
     return {name: round(statistics.median(values), 3) for name, values in phases.items()}
 
 
-def check(name: str, plain: dict, ours: dict, train_rows: int, epochs: int) -> dict:
+def check(name: str, plains: list[dict], ours: list[dict], train_rows: int, epochs: int) -> dict:
+    """Both sides trained what they were given and ended up alike: the median over the repeats of
+    the last epoch's metric and train loss. Single runs of a CI-sized model after a few epochs of
+    random order and augmentation are noisy: the last runs of the two sides once differed by 0.29
+    in emotion accuracy here, over the 0.25 tolerance, with nothing wrong on either side."""
     metric, tolerance, loss_tolerance = TOLERANCE[name]
-    if plain["seen"] != [train_rows] * epochs:
-        raise Disagreement(f"{name}: the plain loop saw {plain['seen']} images per epoch, not {train_rows}")
-    if len(ours["history"]) != epochs:
-        raise Disagreement(f"{name}: facelab trained {len(ours['history'])} epochs, not {epochs}")
-    a, b = plain["history"][-1], ours["history"][-1]
-    agree([a[metric]], [b[metric]], tolerance, what=f"{name} last-epoch {metric}")
+    for plain in plains:
+        if plain["seen"] != [train_rows] * epochs:
+            raise Disagreement(f"{name}: the plain loop saw {plain['seen']} images per epoch, not {train_rows}")
+    for run in ours:
+        if len(run["history"]) != epochs:
+            raise Disagreement(f"{name}: facelab trained {len(run['history'])} epochs, not {epochs}")
+    a, b = ({key: statistics.median(r["history"][-1][key] for r in runs) for key in (metric, "train_loss")}
+            for runs in (plains, ours))
+    agree([a[metric]], [b[metric]], tolerance, what=f"{name} last-epoch {metric} (median of {len(plains)} runs)")
     scale = max(abs(a["train_loss"]), 1e-9)
-    agree([a["train_loss"] / scale], [b["train_loss"] / scale], loss_tolerance, what=f"{name} last-epoch train loss (relative)")
+    agree([a["train_loss"] / scale], [b["train_loss"] / scale], loss_tolerance,
+          what=f"{name} last-epoch train loss (relative, median of {len(plains)} runs)")
     return {metric: [round(a[metric], 4), round(b[metric], 4)], "train_loss": [round(a["train_loss"], 4),
-            round(b["train_loss"], 4)], "tolerance": f"{metric} within {tolerance}, train loss within "
-            f"{loss_tolerance:.0%}; {train_rows} images per epoch on both sides"}
+            round(b["train_loss"], 4)], "tolerance": f"median over the repeats: {metric} within {tolerance}, train "
+            f"loss within {loss_tolerance:.0%}; {train_rows} images per epoch on both sides"}
 
 
 PASS_SCALE = 4  # the input pipeline is also timed over the train split repeated this many times
@@ -316,7 +325,7 @@ def main() -> int:
                          "facelab": lambda: runs["facelab"].append(facelab_fit(task, recipe, config, datasets, workers,
                                                                                Path(tmp) / "runs"))}
                 interleave(sides, repeats)
-                agreed = check(name, runs["baseline"][-1], runs["facelab"][-1], train_rows, size["epochs"])
+                agreed = check(name, runs["baseline"], runs["facelab"], train_rows, size["epochs"])
                 times = {side: [epoch_times(r) for r in rs] for side, rs in runs.items()}
                 timings = {side: [t[0] for t in ts] for side, ts in times.items()}
                 startup = {side: statistics.median(t[1] for t in ts) for side, ts in times.items()}
