@@ -45,6 +45,7 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 from harness import REPO, Disagreement, agree, arguments, cpus, main_guard, record
+from ray.tune import Callback, Stopper
 
 sys.path.insert(0, str(REPO / "tests" / "model"))
 
@@ -235,48 +236,32 @@ def run_sweep(method: str, setup: dict, seed: int, storage: Path, best: float) -
     return sorted(reports.rows, key=lambda r: r["seq"])
 
 
-def _reports_callback():
-    from ray.tune import Callback
+class Reports(Callback):
+    """Every result the sweep's trials report, as the driver receives them."""
 
-    class Reports(Callback):
-        """Every result the sweep's trials report, as the driver receives them."""
+    def __init__(self):
+        self.rows = []
 
-        def __init__(self):
-            self.rows = []
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.rows.append(dict(result))
-
-    return Reports
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.rows.append(dict(result))
 
 
-Reports = _reports_callback()
+class Budget(Stopper):
+    """Ends a sweep once it has spent `budget` trial-steps or reported a score within 1% of `best`
+    (trials run one at a time, so the driver sees the steps in the order they were spent)."""
 
+    def __init__(self, setup: dict, best: float, budget: int):
+        self.setup, self.best, self.budget = setup, best, budget
+        self.spent, self.done = 0, False
 
-def _budget_stopper():
-    from ray.tune import Stopper
+    def __call__(self, trial_id, result) -> bool:
+        self.spent += 1
+        self.done = self.done or self.spent >= self.budget or (
+            counts(result, self.setup) and within(result[self.setup["metric"]], self.best, self.setup["mode"]))
+        return self.done
 
-    class Budget(Stopper):
-        """Ends a sweep once it has spent `budget` trial-steps or reported a score within 1% of `best`
-        (trials run one at a time, so the driver sees the steps in the order they were spent)."""
-
-        def __init__(self, setup: dict, best: float, budget: int):
-            self.setup, self.best, self.budget = setup, best, budget
-            self.spent, self.done = 0, False
-
-        def __call__(self, trial_id, result) -> bool:
-            self.spent += 1
-            self.done = self.done or self.spent >= self.budget or (
-                counts(result, self.setup) and within(result[self.setup["metric"]], self.best, self.setup["mode"]))
-            return self.done
-
-        def stop_all(self) -> bool:
-            return self.done
-
-    return Budget
-
-
-Budget = _budget_stopper()
+    def stop_all(self) -> bool:
+        return self.done
 
 
 def counts(report: dict, setup: dict) -> bool:

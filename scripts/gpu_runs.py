@@ -27,10 +27,8 @@ default) call the recipe's `prepare` on batches of rows as Ray Data's `map_batch
 best epoch's weights are kept in memory instead of Ray checkpoints; training steps run in fp32
 (`--bf16` for bf16 autocast, under which age-gender diverged), channels-last, cudnn benchmark, and validation
 (which picks the kept epoch and steps the LR) and the test predictions run in fp32 (TF32
-matmuls) as `facelab submit` does. Because the task modules import
-`ray.tune` when they are imported (a Tune callback base class this script never uses), a
-stand-in `ray` package is registered when Ray is not installed: any attempt to *use* Ray
-through it fails loudly, so nothing silently runs without it.
+matmuls) as `facelab submit` does. It runs without Ray: the task modules import Ray only where
+they use it, and this script never does.
 
 Data (`--data`): a folder holding `fer2013.npz` / `utkface.npz` (scripts/pack_gpu_data.py:
 every original JPEG byte for byte, unpacked into `--work`) or the folders `fer2013/` and
@@ -49,8 +47,6 @@ Output (`--out`, at most 7 files so they all come back from a `run` call): metri
 from __future__ import annotations
 
 import argparse
-import importlib.abc
-import importlib.machinery
 import json
 import math
 import os
@@ -59,7 +55,6 @@ import shutil
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -79,52 +74,15 @@ TINY_IMAGES = 300
 PREDICT_BATCH = 256
 
 
-# --- Ray, when it is not installed -----------------------------------------------------------
+# --- Ray, which this script does not need ----------------------------------------------------
 
-def _refuse(name: str):
-    def refuse(*args, **kwargs):
-        raise ImportError(f"{name}: Ray is not installed here (scripts/gpu_runs.py trains without it)")
-    return refuse
-
-
-class RayStandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds `ray` and every `ray.*` module as an empty package whose attributes are classes that
-    refuse to be instantiated or called: enough for `from ray.tune import Callback` at import
-    time, never enough to run anything."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "ray" or name.startswith("ray."):
-            return importlib.machinery.ModuleSpec(name, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = types.ModuleType(spec.name)
-        module.__path__ = []
-
-        def attribute(attr: str):
-            if attr.startswith("__"):
-                raise AttributeError(attr)
-            return type(attr, (), {"__init__": _refuse(f"{spec.name}.{attr}"), "__module__": spec.name})
-
-        module.__getattr__ = attribute
-        return module
-
-    def exec_module(self, module):
-        return None
-
-
-def ensure_ray_importable() -> str:
-    """'ray <version>', or 'stand-in' after registering RayStandIn because Ray is missing."""
+def ray_version() -> str:
+    """'ray <version>', or 'not installed' (the GPU machine may lack it; nothing here uses it)."""
     try:
         import ray
-        import ray.tune  # noqa: F401
-
-        return f"ray {ray.__version__}"
     except ImportError:
-        for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
-            del sys.modules[name]
-        sys.meta_path.insert(0, RayStandIn())
-        return "stand-in (Ray not installed)"
+        return "not installed"
+    return f"ray {ray.__version__}"
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -386,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="facelab-gpu-runs-"))
 
-    ray = ensure_ray_importable()
+    ray = ray_version()
     import torch
 
     dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
