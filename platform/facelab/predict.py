@@ -72,7 +72,8 @@ def predict_dataset(task: Task, model_dir: Path, dataset, *, actors: int | None 
     import ray
 
     # no more actors than the CPUs free now: the pool waits for all of its actors to start (below)
-    actors = min(actors or cluster_cpus(), free_cpus())
+    wanted = actors or cluster_cpus()
+    actors = min(wanted, free_cpus(wanted))
     gpus = _gpus_for(task)
     if gpus:  # one GPU per actor: no more actors than GPUs
         actors = min(actors, gpus)
@@ -138,11 +139,23 @@ def _rows_in_the_driver(dataset):
     return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
 
 
-def free_cpus() -> int:
-    """The whole CPUs no task or actor holds now, anywhere in the cluster (at least 1)."""
+# how long `free_cpus` waits for CPUs that a finished stage's tasks are still giving back
+SETTLE_S = 2.0
+
+
+def free_cpus(wanted: int | None = None) -> int:
+    """The whole CPUs no task or actor holds now, anywhere in the cluster (at least 1). With
+    `wanted`, wait up to SETTLE_S for that many: a Ray Data stage that just returned its rows gives
+    its tasks' CPUs back a moment later (seen: 1.5 of 2 CPUs free right after a submission's read
+    stage, 2.0 a quarter of a second later; the job then ran one predictor actor, not two)."""
     import ray
 
-    return max(1, int(ray.available_resources().get("CPU", 0)))
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        free = int(ray.available_resources().get("CPU", 0))
+        if wanted is None or free >= wanted or time.monotonic() > deadline:
+            return max(1, free)
+        time.sleep(0.05)
 
 
 def cluster_cpus() -> int:

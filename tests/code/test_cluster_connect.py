@@ -1,5 +1,6 @@
-"""`facelab.cluster.connect`: the embedded Ray starts with Ray Train's one-machine settings (a
-value the user set wins); joining a cluster sets nothing. Ray itself is not started here."""
+"""`facelab.cluster.connect`: the embedded Ray starts with Ray Train's one-machine settings and
+keeps idle worker processes (a value the user set wins); joining a cluster sets nothing. Ray is
+started only by the last test (the session's embedded Ray)."""
 
 import os
 
@@ -27,10 +28,32 @@ def test_the_embedded_ray_gets_the_one_machine_settings_and_a_users_value_wins(s
     monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "3")
     connect(None)
     assert started["kwargs"]["address"] == "local"
-    assert started["env"] == {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "3"}
+    assert started["env"] == {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "3",
+                              "RAY_idle_worker_killing_time_threshold_ms": "60000"}
 
 
 def test_joining_a_cluster_keeps_rays_defaults(started):
     connect("ray://head:10001")
     assert started["kwargs"]["address"] == "ray://head:10001"
     assert started["env"] == {key: None for key in EMBEDDED_RAY_ENV}
+
+
+def test_the_embedded_ray_keeps_idle_worker_processes_for_the_next_tasks(ray_local):
+    """More tasks at once than CPUs start more worker processes than Ray keeps idle by default
+    (one per CPU, the rest killed after 1 s idle); the embedded Ray keeps them 60 s, so the next
+    round of tasks a few seconds later runs in the same processes (torch and facelab imported)."""
+    import time
+
+    @ray.remote(num_cpus=0.25)
+    def pid() -> int:
+        time.sleep(1.0)
+        return os.getpid()
+
+    def round_of_pids() -> set[int]:
+        return set(ray.get([pid.remote() for _ in range(int(ray.cluster_resources()["CPU"] * 4))]))
+
+    first = round_of_pids()
+    time.sleep(4)  # well past Ray's default 1 s
+    second = round_of_pids()
+    assert len(first) > ray.cluster_resources()["CPU"]  # more processes than the default keeps
+    assert second <= first, f"{len(second - first)} new worker processes: idle ones were not kept"
