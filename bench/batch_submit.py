@@ -4,8 +4,9 @@ single-process loop over the same predictor class, one task of each family.
     python bench/batch_submit.py [--size tiny|small|large] [--families estimator,dlib,...]
 
 Families: estimator (sentiment), torch (emotion), yolo (mask), dlib (crowd), mediapipe (detect).
-Each task is trained once with a CI-sized config (`facelab train --promote`, not timed; kept in
-/tmp/facelab-bench-<uid>/ between runs), so both sides load the same stored, promoted run.
+Each task is trained once with a CI-sized config (what `facelab train --promote` runs, every task in
+one process; not timed; kept in /tmp/facelab-bench-<uid>/ between runs), so both sides load the
+same stored, promoted run.
 
 - baseline: one Python process that loads the predictor class from the run's model folder, calls it
   on the test split's rows (as the format's reader parsed and validated them, saved once: reading the
@@ -55,28 +56,43 @@ FAMILIES = {
 
 # --- the two sides' processes ---------------------------------------------------------------------
 
-def prepare(task_name: str, folder: Path, config: dict, synth: dict) -> None:
-    """Synthesize the data, train and promote a run, and save the test split's parsed rows (not timed)."""
+def prepare(families: list[str], size: str) -> None:
+    """For each family: synthesize the data, train and promote a run, and save the test split's
+    parsed rows (not timed). All in this one process and its one Ray (a `facelab train` process per
+    task paid Ray's start-up and cold worker imports each time: 3 min on a cold cache, 2026-12-07)."""
+    import shutil
+
     import yaml
 
+    from facelab.cluster import connect
     from facelab.tasks import get_task
+    from facelab.train import train
 
-    task = get_task(task_name)
-    data = task.format.synthesize(folder / "data", seed=0, **synth)
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    run_process([FACELAB, "train", "--task", task_name, "--data", str(data), "--store", str(folder / "store"),
-                 "--config", str(folder / "config.yaml"), "--promote"], cwd=folder)
-    run_process([sys.executable, __file__, "--rows", task_name, str(folder)])
-    (folder / "ready").write_text("ok\n")
+    connect(quiet=True)
+    for family in families:
+        task_name, synth, config, _ = FAMILIES[family]
+        folder = family_folder(family, size)
+        began = time.monotonic()
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        data = get_task(task_name).format.synthesize(folder / "data", seed=0, **synth[size])
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))  # what was trained, for a reader
+        train(task_name, data, str(folder / "store"), config=config, promote=True)
+        save_rows(task_name, folder)
+        (folder / "ready").write_text("ok\n")
+        print(f"{family}: prepared {task_name} in {time.monotonic() - began:.0f} s", flush=True)
+
+
+def family_folder(family: str, size: str) -> Path:
+    return WORK / f"batch_submit-{size}" / family
 
 
 def save_rows(task_name: str, folder: Path) -> None:
     """The test split as the format's reader parses it, and the promoted run's model folder."""
-    from facelab.cluster import connect
     from facelab.store import ModelStore
     from facelab.tasks import get_task
 
-    connect(quiet=True)
     task = get_task(task_name)
     run = ModelStore(str(folder / "store")).load(task.name, check_config=task.config)
     rows = task.format.read(folder / "data", task.submit_split).dataset.to_pandas()
@@ -156,16 +172,8 @@ def baseline_side(task_name: str, folder: Path, out: Path, seconds: list):
 
 
 def bench_family(family: str, args) -> tuple[list[dict], list[str]]:
-    task_name, synth, config, goal = FAMILIES[family]
-    folder = WORK / f"batch_submit-{args.size}" / family
-    if not (folder / "ready").is_file():
-        print(f"{family}: preparing {task_name} (synthetic data, `facelab train --promote`; not timed)", flush=True)
-        if folder.exists():
-            import shutil
-
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        prepare(task_name, folder, config, synth[args.size])
+    task_name, _, _, goal = FAMILIES[family]
+    folder = family_folder(family, args.size)
     outs = {side: folder / f"out-{side}" / "submission" for side in ("baseline", "facelab1", "facelab2")}
     for out in outs.values():
         out.parent.mkdir(exist_ok=True)
@@ -218,10 +226,10 @@ def bench_family(family: str, args) -> tuple[list[dict], list[str]]:
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] in ("--baseline", "--rows"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("--baseline", "--prepare"):
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        if sys.argv[1] == "--rows":
-            save_rows(sys.argv[2], Path(sys.argv[3]))
+        if sys.argv[1] == "--prepare":
+            prepare(sys.argv[2].split(","), sys.argv[3])
         else:
             baseline(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
         return 0
@@ -233,6 +241,15 @@ def main() -> int:
     os.environ["RAY_AUTH_MODE"] = "disabled"
     print(f"batch_submit: {cpus()} CPUs, size {args.size}", flush=True)
     cases, figures, run = [], [], args.families.split(",")
+    unknown = sorted(set(run) - set(FAMILIES))
+    if unknown:
+        parser.error(f"unknown families {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+    todo = [f for f in run if not (family_folder(f, args.size) / "ready").is_file()]
+    if todo:  # kept in WORK between runs
+        print(f"preparing {', '.join(todo)} (synthetic data, a promoted run each; not timed)", flush=True)
+        began = time.monotonic()
+        print(run_process([sys.executable, __file__, "--prepare", ",".join(todo), args.size]), end="", flush=True)
+        print(f"prepared in {time.monotonic() - began:.0f} s", flush=True)
     for family in run:
         found, lines = bench_family(family, args)
         cases += [{**row, "family": family} for row in found]

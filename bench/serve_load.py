@@ -44,7 +44,7 @@ import yaml
 from harness import REPO, agree, arguments, case, cpus, main_guard, record, repeats_for
 
 VENV_BIN = Path(sys.executable).parent
-SECONDS = {"tiny": 1.5, "small": 4.0, "large": 20.0}
+SECONDS = {"tiny": 1.5, "small": 3.0, "large": 20.0}
 CLIENTS = 16
 KILLED_TASK = "age-gender"
 
