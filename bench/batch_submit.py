@@ -33,10 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import agree, arguments, case, cpus, interleave, main_guard, record, repeats_for, run_process  # noqa: E402
+from harness import (WORK, agree, arguments, case, cpus, interleave, main_guard, record, repeats_for,  # noqa: E402
+                     run_process)
 
 FACELAB = str(Path(sys.executable).with_name("facelab"))
-WORK = Path(os.environ.get("FACELAB_BENCH_WORK", f"/tmp/facelab-bench-{os.getuid()}"))
 
 # family -> task, synthetic data options per size, the CI-sized training config, goal (whole ratio)
 FAMILIES = {

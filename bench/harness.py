@@ -30,6 +30,8 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
+# what a script prepares once and keeps between runs (trained models, synthetic data): not timed
+WORK = Path(os.environ.get("FACELAB_BENCH_WORK", f"/tmp/facelab-bench-{os.getuid()}"))
 REPO = BENCH.parent
 SIZES = ("tiny", "small", "large")
 
