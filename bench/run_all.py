@@ -1,7 +1,7 @@
 """`make bench`: every benchmark under bench/ at its default size, one after another (never two at
 once: they would measure each other), then the table in bench/README.md. The target is 20 minutes
-here; the last whole run took 25 min 32 s (2026-12-07; batch_submit 10 min and train_overhead 8 min
-of it; README.md, Benchmarks).
+here; the last whole run took 19 min 17 s with batch_submit's models kept from the run before, about
+21 min on a fresh machine (2026-12-07; README.md, Benchmarks).
 
     python bench/run_all.py                 # all of them
     python bench/run_all.py serve_load      # some of them
