@@ -118,6 +118,8 @@ class TorchConfig(TaskConfig):
     """learning rate"""
     weight_decay: float = Field(1e-2, ge=0)
     """weight decay"""
+    seed: int = Field(0, ge=0, le=2**31 - 1024)
+    """seed of the initial weights and of training's random draws (each Train worker adds its rank)"""
     early_stop_patience: int | None = Field(None, ge=1)
     """stop once the metric has not improved for this many epochs (null: train every epoch)"""
     num_workers: int | None = Field(None, ge=1)

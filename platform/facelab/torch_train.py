@@ -294,6 +294,19 @@ def _worker_nodes() -> str:
     return ",".join(nodes)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and random in this process. Ray reuses worker processes (and the embedded
+    Ray keeps idle ones), so without it a fit's initial weights and noise would depend on whatever
+    ran in the process before."""
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def _train_loop(loop: dict) -> None:
     """The per-worker training function of `fit_torch`'s TorchTrainer."""
     import ray.train.torch
@@ -303,6 +316,7 @@ def _train_loop(loop: dict) -> None:
 
     recipe, config, metric = loop["recipe"], loop["config"], loop["metric"]
     torch.set_num_threads(loop["threads"])
+    seed_everything(int(config["seed"]) + ray.train.get_context().get_world_rank())
     dev = ray.train.torch.get_device()
     model = recipe.build_model(config)
     if loop.get("start") is not None:  # a backbone's trunk; a checkpoint, when resuming, replaces it

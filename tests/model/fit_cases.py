@@ -151,7 +151,7 @@ def cases() -> dict[str, Case]:
         "fairface": Case(synthetic("fairface", n=1200, seed=4), {"epochs": 10, "width": 128, "baseline_rounds": 40}),
         "mask-face": Case(synthetic("mask", n=120, seed=3), {"epochs": 5, "image_size": 48, "width": 8, "batch_size": 16,
                                                               "lr": 3e-3, "aug_box": 0.05}),
-        "synth": Case(synthetic("synth", n=300, seed=2), {**get_task("synth").demo_config, "epochs": 6, "g_width": 16,
+        "synth": Case(synthetic("synth", n=300, seed=2), {**get_task("synth").demo_config, "epochs": 10, "g_width": 16,
                                                          "d_width": 16, "lr": 1e-3, "d_lr": 1e-3, "batch_size": 16}),
         # quality_power fixed: the space draws numbers, the test checks the "auto" power it derives
         "tracks": Case(synthetic("tracks", n=40, seed=3), {"epochs": 2, "quality_power": "auto"}),

@@ -120,11 +120,10 @@ class MultiScaleDeblur(nn.Module):
 
 def build_network(config: dict) -> nn.Module:
     """SRCNN 9-1-5 (`arch: srcnn`), the residual network (`arch: resnet`) or the residual U-Net
-    (`arch: multiscale`), seeded."""
+    (`arch: multiscale`)."""
     arch = config["arch"]
     if arch not in ARCHS:
         raise ValueError(f"config 'arch' is '{arch}'; expected one of {', '.join(ARCHS)}")
-    torch.manual_seed(int(config["seed"]))
     if arch == "srcnn":
         return SRCNN(bool(config["residual"]))
     if arch == "multiscale":
@@ -268,8 +267,6 @@ class DeblurConfig(TorchConfig):
     """epochs without a better validation SSIM before the learning rate is cut"""
     factor: float = Field(0.5, gt=0, lt=1)
     """the learning rate is multiplied by this on a plateau"""
-    seed: int = 0
-    """seed of the network's initial weights"""
 
 
 class DeblurTask(TorchTask):

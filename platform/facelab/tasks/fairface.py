@@ -88,7 +88,6 @@ class FairFaceRecipe(TorchRecipe):
     """The multi-head network as a TorchRecipe (everything it needs is in the config)."""
 
     def build_model(self, config: dict):
-        _torch().manual_seed(int(config["seed"]))
         return build_network(config)
 
     def prepare(self, batch: dict, config: dict, train: bool) -> dict:
@@ -257,8 +256,6 @@ class FairFaceConfig(TorchConfig):
     """cross-entropy class weights: none, or the inverse class frequency of the training split"""
     epochs: int = 30
     batch_size: int = 128
-    seed: int = 0
-    """seed of the network's initial weights"""
     baselines: bool = True
     """also fit per-head LightGBM and logistic-regression baselines and report them beside the network"""
     baseline_rounds: int = Field(BASELINES["lgbm"]["n_estimators"], ge=1)

@@ -142,9 +142,6 @@ class MaskTypeRecipe(ImageRecipe):
     regressed boxes (`pred_box`) in validation, where the whole method is scored."""
 
     def build_model(self, config: dict):
-        import torch
-
-        torch.manual_seed(int(config["seed"]))
         return resnet18(len(config["labels"]), int(config["width"]))
 
     def prepare(self, batch: dict, config: dict, train: bool) -> dict:
@@ -231,8 +228,6 @@ class MaskFaceConfig(ImageConfig, StartsFromBackbone):
     """training crops' edges move by up to this fraction of the box's side"""
     aug_colour: float = 0.25
     aug_grey: float = 0.1
-    seed: int = 0
-    """seed of the network's initial weights"""
 
 
 class MaskFaceTask(MaskAnswers, ImageUploads, PreparedTorchTask):
