@@ -32,6 +32,16 @@ def test_the_embedded_ray_gets_the_one_machine_settings_and_a_users_value_wins(s
                               "RAY_idle_worker_killing_time_threshold_ms": "60000"}
 
 
+def test_a_reader_called_outside_a_job_starts_the_embedded_ray(started, monkeypatch):
+    """A format's reader in a notebook: sizing its blocks starts Ray as connect() would, rather
+    than failing with "Ray has not been started yet"."""
+    from facelab.formats.base import rows_per_block
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 4.0})
+    assert rows_per_block(100, minimum=1) == 13  # 2 blocks per CPU of the Ray it started
+    assert started["kwargs"]["address"] == "local"
+
+
 def test_joining_a_cluster_keeps_rays_defaults(started):
     connect("ray://head:10001")
     assert started["kwargs"]["address"] == "ray://head:10001"

@@ -174,6 +174,10 @@ def rows_per_block(rows: int, minimum: int, maximum: int | None = None, per_cpu:
     [minimum, maximum]: one wave of tasks keeps every CPU busy."""
     import ray
 
+    if not ray.is_initialized():  # a reader called outside a job: start Ray as the first Dataset would
+        from facelab.cluster import connect
+
+        connect()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     size = max(minimum, math.ceil(rows / (per_cpu * cpus)))
     return min(size, maximum) if maximum else size
